@@ -1,0 +1,24 @@
+# Builds .venv itself; `make quickstart` runs the embedded default study, `make test` the tests.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv quickstart test bench clean
+
+$(BIN)/nas: pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,ray]'
+	touch $(BIN)/nas
+
+venv: $(BIN)/nas
+
+quickstart: venv
+	$(BIN)/nas run studies/quickstart.yaml && $(BIN)/nas report studies/quickstart.yaml
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs reports/quickstart

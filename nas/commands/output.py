@@ -1,0 +1,46 @@
+"""Shared printing for commands: JSON for machines, rich tables for people."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from search_space import Genome
+
+console = Console()
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def genome_report(genome: Genome, name: str) -> dict:
+    """Plain data about a genome: totals and one row per node."""
+    info = genome.analyze()
+    return {
+        "name": name,
+        "params": genome.params,
+        "flops": genome.flops,
+        "input_shape": list(genome.input_shape),
+        "classes": genome.num_classes,
+        "key": genome.key(),
+        "summary": genome.summary(),
+        "layers": [{"node": n.name, "op": n.op, "inputs": list(n.inputs), "shape": list(n.shape),
+                    "params": n.params, "flops": n.flops} for n in info.values()],
+    }
+
+
+def print_genome(report: dict) -> None:
+    table = Table(title=f"{report['name']}  ({report['summary']})", title_justify="left")
+    for column, justify in [("node", "left"), ("op", "left"), ("output shape", "left"), ("params", "right"),
+                            ("FLOPs (MACs)", "right")]:
+        table.add_column(column, justify=justify)
+    for layer in report["layers"]:
+        table.add_row(layer["node"], layer["op"], "x".join(map(str, layer["shape"])), f"{layer['params']:,}",
+                      f"{layer['flops']:,}")
+    table.add_section()
+    table.add_row("total", "", "", f"{report['params']:,}", f"{report['flops']:,}")
+    console.print(table)
+    console.print(f"key {report['key']}")

@@ -1,0 +1,214 @@
+"""The graph genome: a typed wrapper around a ``networkx.DiGraph`` of op nodes.
+
+Nodes carry ``op`` plus that op's attributes; an edge's ``slot`` orders a merge's inputs. A genome infers
+every node's shape, parameters and FLOPs without building torch modules, validates itself, has a stable
+canonical key, and round-trips through node-link JSON.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import networkx as nx
+
+from search_space.errors import GenomeError
+from search_space.ops import Shape, get_op, normalize_attrs
+
+FORMAT = "nas-explorer-genome/1"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What analysis knows about one node: op, normalized attributes, inputs in slot order, shape, cost."""
+
+    name: str
+    op: str
+    attrs: dict
+    inputs: tuple[str, ...]
+    shape: Shape
+    params: int
+    flops: int
+
+
+class Genome:
+    """A network as a DAG of ops: one ``input`` node, one ``output`` node (the logits)."""
+
+    def __init__(self, graph: nx.DiGraph | None = None):
+        self.graph = graph if graph is not None else nx.DiGraph()
+        self._info: dict[str, NodeInfo] | None = None
+
+    # -- building ---------------------------------------------------------------------------------
+    def add(self, name: str, op: str, inputs: Iterable[str] = (), **attrs: Any) -> str:
+        """Adds node ``name`` fed by ``inputs`` (in order) and returns its name, for chaining."""
+        if name in self.graph:
+            raise GenomeError(f"node {name!r}: defined twice")
+        self.graph.add_node(name, op=op, **attrs)
+        for slot, source in enumerate(inputs):
+            if source not in self.graph:
+                raise GenomeError(f"node {name!r}: input {source!r} does not exist")
+            self.graph.add_edge(source, name, slot=slot)
+        self._info = None
+        return name
+
+    def chain(self, prev: str, layers: Iterable[tuple[str, str, dict]]) -> str:
+        """Adds ``(name, op, attrs)`` nodes one after another from ``prev``; returns the last name."""
+        for name, op, attrs in layers:
+            prev = self.add(name, op, [prev], **attrs)
+        return prev
+
+    # -- analysis ---------------------------------------------------------------------------------
+    def validate(self) -> "Genome":
+        """Raises GenomeError on the first problem; returns self so calls can chain."""
+        self.analyze()
+        return self
+
+    def analyze(self) -> dict[str, NodeInfo]:
+        """Shapes, parameters and FLOPs of every node, in topological order (cached)."""
+        if self._info is None:
+            self._info = self._analyze()
+        return self._info
+
+    def _analyze(self) -> dict[str, NodeInfo]:
+        g = self.graph
+        if g.number_of_nodes() == 0:
+            raise GenomeError("genome is empty: it needs an 'input' and an 'output' node")
+        try:
+            cycle = nx.find_cycle(g)
+            raise GenomeError(f"node {cycle[0][0]!r}: part of a cycle {' -> '.join(str(e[0]) for e in cycle)}")
+        except nx.NetworkXNoCycle:
+            pass
+        for role in ("input", "output"):
+            found = [n for n, d in g.nodes(data=True) if d.get("op") == role]
+            if len(found) != 1:
+                raise GenomeError(f"genome needs exactly one {role!r} node, found {len(found)}")
+        source = self.input_node
+        sink = self.output_node
+        reachable = nx.descendants(g, source) | {source}
+        useful = nx.ancestors(g, sink) | {sink}
+        for node in g.nodes:
+            if node not in reachable:
+                raise GenomeError(f"node {node!r}: dangling, not reachable from the input {source!r}")
+            if node not in useful:
+                raise GenomeError(f"node {node!r}: dangling, its output never reaches the output node {sink!r}")
+        info: dict[str, NodeInfo] = {}
+        for node in nx.lexicographical_topological_sort(g, key=str):
+            data = dict(g.nodes[node])
+            op = get_op(data.pop("op", None), node)
+            attrs = normalize_attrs(node, op, data)
+            inputs = tuple(sorted(g.predecessors(node), key=lambda p: g.edges[p, node].get("slot", 0)))
+            if op.arity == 0 and inputs or op.arity == 1 and len(inputs) != 1 or op.arity == -1 and len(inputs) < 2:
+                want = {0: "no inputs", 1: "exactly one input", -1: "two or more inputs"}[op.arity]
+                raise GenomeError(f"node {node!r}: op {op.name!r} takes {want}, got {len(inputs)}")
+            ins = [info[p].shape for p in inputs]
+            shape = op.out_shape(node, attrs, ins)
+            info[node] = NodeInfo(node, op.name, attrs, inputs, shape, op.params(attrs, ins, shape),
+                                  op.flops(attrs, ins, shape))
+        return info
+
+    @property
+    def input_node(self) -> str:
+        return next(n for n, d in self.graph.nodes(data=True) if d.get("op") == "input")
+
+    @property
+    def output_node(self) -> str:
+        return next(n for n, d in self.graph.nodes(data=True) if d.get("op") == "output")
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.analyze()[self.input_node].shape
+
+    @property
+    def num_classes(self) -> int:
+        return self.analyze()[self.output_node].shape[0]
+
+    @property
+    def params(self) -> int:
+        """Trainable parameters, counted analytically."""
+        return sum(i.params for i in self.analyze().values())
+
+    @property
+    def flops(self) -> int:
+        """Multiply-adds of one sample's forward pass (convs and dense layers)."""
+        return sum(i.flops for i in self.analyze().values())
+
+    def ops_used(self) -> set[str]:
+        return {i.op for i in self.analyze().values()}
+
+    # -- identity ---------------------------------------------------------------------------------
+    def key(self) -> str:
+        """Canonical hash: equal for genomes that build the same network, whatever their node names."""
+        info = self.analyze()
+        labelled = nx.DiGraph()
+        for name, i in info.items():
+            labelled.add_node(name, label=json.dumps([i.op, i.attrs], sort_keys=True))
+        for source, target, data in self.graph.edges(data=True):
+            ordered = info[target].op == "concat"
+            labelled.add_edge(source, target, slot=str(data.get("slot", 0) if ordered else 0))
+        with warnings.catch_warnings():  # networkx notes that directed hashes changed in 3.5; ours are new
+            warnings.simplefilter("ignore", UserWarning)
+            return nx.weisfeiler_lehman_graph_hash(labelled, node_attr="label", edge_attr="slot",
+                                                   iterations=max(3, len(info)), digest_size=12)
+
+    def summary(self) -> str:
+        """A one-line readable key, e.g. ``in40-r8x5-c5s2c64-p1-...-d10``; branches in brackets."""
+        info = self.analyze()
+        parts = []
+        for i in info.values():
+            text = get_op(i.op).short(i.attrs)
+            if text:
+                parts.append(text)
+        return "-".join(parts)
+
+    # -- serialization ----------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Node-link form; node attributes as written (defaults are filled in on analysis)."""
+        nodes = [{"id": n, **d} for n, d in self.graph.nodes(data=True)]
+        edges = [{"source": s, "target": t, "slot": d.get("slot", 0)} for s, t, d in self.graph.edges(data=True)]
+        return {"format": FORMAT, "nodes": nodes, "edges": edges}
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "genome") -> "Genome":
+        """Builds a genome from node-link data; malformed data is a GenomeError naming ``where``."""
+        if not isinstance(data, dict) or not isinstance(data.get("nodes"), list) \
+                or not isinstance(data.get("edges", []), list):
+            raise GenomeError(f"{where}: expected an object with 'nodes' and 'edges' lists")
+        graph = nx.DiGraph()
+        for node in data["nodes"]:
+            if not isinstance(node, dict) or "id" not in node or "op" not in node:
+                raise GenomeError(f"{where}: every node needs 'id' and 'op', got {node!r}")
+            attrs = {k: v for k, v in node.items() if k != "id"}
+            graph.add_node(str(node["id"]), **attrs)
+        for edge in data.get("edges", []):
+            if not isinstance(edge, dict) or str(edge.get("source")) not in graph or str(edge.get("target")) not in graph:
+                raise GenomeError(f"{where}: edge {edge!r} must join two existing node ids")
+            graph.add_edge(str(edge["source"]), str(edge["target"]), slot=int(edge.get("slot", 0)))
+        return cls(graph)
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "genome") -> "Genome":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GenomeError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        return cls.from_dict(data, where)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Genome":
+        """Reads a genome JSON file; a missing or unreadable file is a GenomeError naming it."""
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise GenomeError(f"{path}: cannot read genome file ({exc.strerror})") from None
+        return cls.from_json(text, str(path))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(indent=1))
+
+    def __repr__(self) -> str:
+        return f"Genome({self.graph.number_of_nodes()} nodes)"

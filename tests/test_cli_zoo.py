@@ -1,0 +1,61 @@
+"""``nas zoo`` and ``nas genome``: what a user sees and the exit codes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from nas.cli import main
+from search_space import get_zoo
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_zoo_show_json_defaults_to_the_seed_shape(capsys):
+    code, out, _ = run(capsys, "zoo", "show", "multi-perm-cnn", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["name"] == "multi-perm-cnn" and report["params"] == 285_028
+    assert report["flops"] == get_zoo("multi-perm-cnn").build().flops and report["input_shape"] == [3072]
+
+
+def test_zoo_show_for_another_input(capsys):
+    code, out, _ = run(capsys, "zoo", "show", "lenet5", "--input-shape", "1,32,32", "--classes", "4", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["input_shape"] == [1, 32, 32] and report["classes"] == 4
+    code, out, _ = run(capsys, "zoo", "show", "mnist1d-cnn", "--features", "64", "--json")
+    assert json.loads(out)["input_shape"] == [64]
+
+
+def test_zoo_list_names_every_model(capsys):
+    code, out, _ = run(capsys, "zoo", "list", "--json")
+    names = [row["name"] for row in json.loads(out)]
+    assert code == 0 and "all-cnn-c" in names and "convtwist-block" in names
+
+
+def test_unknown_zoo_model_exits_2_with_the_valid_names(capsys):
+    code, out, err = run(capsys, "zoo", "show", "resnet")
+    assert code == 2 and err.count("\n") == 1 and "'resnet'" in err and "perm-cnn" in err
+
+
+def test_genome_show_valid_and_invalid(tmp_path, capsys):
+    good = tmp_path / "good.json"
+    get_zoo("mnist1d-cnn").build().save(good)
+    code, out, _ = run(capsys, "genome", "show", str(good), "--json")
+    assert code == 0 and json.loads(out)["params"] == 5210
+    data = json.loads(good.read_text())
+    next(n for n in data["nodes"] if n["id"] == "conv1")["groups"] = 4  # 25 channels do not split in 4
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    code, _, err = run(capsys, "genome", "show", str(bad))
+    assert code == 2 and err.count("\n") == 1 and "'conv1'" in err and "groups" in err
+
+
+def test_console_script_runs_without_traceback(tmp_path):
+    missing = tmp_path / "nope.json"
+    proc = subprocess.run([sys.executable, "-m", "nas.cli", "genome", "show", str(missing)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "nope.json" in proc.stderr
