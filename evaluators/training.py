@@ -231,6 +231,8 @@ def train(genome: Genome, data: Any, config: TrainConfig,
     Never raises for a diverging run: NaN/inf loss ends it with ``stopped='nan'``.
     """
     check_compatible(genome, data)
+    if start_epoch < 0:
+        raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
     device = resolve_device(config.device)
     with torch_threads(config.threads):
         return _train(genome, data, config, callback, evaluate_test, start_epoch, model, device)
@@ -263,7 +265,7 @@ def _train(genome, data, config, callback, evaluate_test, start_epoch, model, de
             x, y = data.x_train[idx].to(device), data.y_train[idx].to(device)
             loss = batch_loss(model, x, y, config, generator)
             if not torch.isfinite(loss):
-                stopped, reason = "nan", (f"training loss became {float(loss)} in epoch {epoch + 1}, step {step + 1} "
+                stopped, reason = "nan", (f"training loss became {loss.item()} in epoch {epoch + 1}, step {step + 1} "
                                           f"(lr {scheduler.get_last_lr()[0]:.3g})")
                 break
             optimizer.zero_grad(set_to_none=True)

@@ -73,9 +73,9 @@ def test_twist_iterated_is_forward_euler():
 
 def test_twist_with_cycle_groups_is_differentiable_end_to_end():
     torch.manual_seed(0)
-    t = layers.TwistConv(2, 8, 8, out_size=(4, 4), groups=4, pattern="cycle", cycle=4, iters=2).double()
-    x = torch.randn(1, 8, 4, 4, dtype=torch.double, requires_grad=True)
-    assert torch.autograd.gradcheck(t, (x,))
+    t = layers.TwistConv(2, 8, 8, out_size=(3, 3), groups=4, pattern="cycle", cycle=4, iters=2).double()
+    x = torch.randn(1, 8, 3, 3, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(t, (x,), fast_mode=True)
     t(x).square().sum().backward()
     assert t.coeff_x.grad.abs().sum() > 0 and t.coeff_y.grad.abs().sum() > 0
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -9,7 +10,7 @@ from rich.table import Table
 
 from search_space import Genome
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def print_json(data: Any) -> None:

@@ -21,6 +21,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--classes", type=int, help="number of classes (default: the seed's)")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=show_model)
+    fit = zoo_sub.add_parser("train", help="train a zoo model on a dataset and print its results")
+    fit.add_argument("name")
+    fit.add_argument("--dataset", required=True, help="mnist1d, mnist1d:permute, digits, or a YAML/JSON spec file")
+    fit.add_argument("--epochs", type=int, default=10)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--lr", type=float, default=1e-2)
+    fit.add_argument("--batch-size", type=int, default=100)
+    fit.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    fit.add_argument("--json", action="store_true")
+    fit.set_defaults(handler=train_model)
 
 
 def parse_shape(text: str | None, features: int | None) -> tuple[int, ...] | None:
@@ -64,4 +74,30 @@ def show_model(args: argparse.Namespace) -> int:
     genome = get_zoo(args.name).build(parse_shape(args.input_shape, args.features), args.classes)
     report = genome_report(genome, args.name)
     print_json(report) if args.json else print_genome(report)
+    return 0
+
+
+def train_model(args: argparse.Namespace) -> int:
+    from evaluators.datasets import load_dataset
+    from evaluators.training import TrainConfig, train
+    from search_space.zoo import get_zoo
+
+    if args.epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
+    data = load_dataset(args.dataset)
+    genome = get_zoo(args.name).build(data.input_shape, data.num_classes)
+    config = TrainConfig(optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
+                         seed=args.seed)
+    progress = None if args.json else (lambda r: console.print(
+        f"epoch {r.epoch:3d}  train loss {r.train_loss:.4f}  val loss {r.val_loss:.4f}  "
+        f"val acc {100 * r.val_accuracy:.2f}%  {r.elapsed_s:.1f}s"))
+    result = train(genome, data, config, callback=progress)
+    report = {"name": args.name, "dataset": data.spec.to_dict(), **result.to_dict()}
+    if args.json:
+        print_json(report)
+    else:
+        console.print(f"{args.name}: val {100 * result.val_accuracy:.2f}%, test {100 * result.test_accuracy:.2f}%, "
+                      f"{result.params:,} params, {result.epochs} epochs, {result.train_time_s:.1f}s")
+        if result.stopped:
+            console.print(f"[red]stopped[/red]: {result.reason}")
     return 0

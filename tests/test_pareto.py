@@ -1,0 +1,59 @@
+"""The Pareto-aware rung rule and the Pareto helpers, on hand-checked points (maximize everything)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from nas.pareto import crowding_distance, dominates, hypervolume_2d, non_dominated_fronts, pareto_rank, rung_survivors
+
+
+def test_dominance_and_fronts():
+    assert dominates((0.9, -100), (0.8, -100)) and not dominates((0.9, -200), (0.8, -100))
+    points = {"a": (0.9, -200), "b": (0.8, -100), "c": (0.7, -300), "d": (0.85, -150)}
+    assert non_dominated_fronts(points) == [["a", "b", "d"], ["c"]]
+
+
+def test_crowding_distance_prefers_the_extremes_and_sparse_regions():
+    front = {"lo": (0.5, -10), "mid_crowded": (0.55, -12), "mid_sparse": (0.8, -60), "hi": (0.9, -100)}
+    crowd = crowding_distance(front)
+    assert crowd["lo"] == crowd["hi"] == math.inf
+    assert crowd["mid_sparse"] > crowd["mid_crowded"]
+
+
+def test_rung_keeps_top_third_by_pareto_rank():
+    # nine trials at a rung: the three non-dominated ones survive with reduction factor 3
+    rung = {1: (0.60, -1000), 2: (0.70, -5000), 3: (0.50, -400), 4: (0.55, -2000), 5: (0.40, -3000),
+            6: (0.65, -6000), 7: (0.45, -900), 8: (0.30, -800), 9: (0.58, -5500)}
+    assert rung_survivors(rung, 3) == {1, 2, 3}
+
+
+def test_rung_breaks_ties_in_the_first_front_by_crowding():
+    # one front of six; keep two: the two extremes (infinite crowding distance)
+    rung = {n: (0.5 + 0.05 * n, -100.0 * n) for n in range(1, 7)}
+    assert rung_survivors(rung, 3) == {1, 6}
+
+
+def test_small_model_with_lower_accuracy_survives_where_accuracy_alone_would_prune_it():
+    # the single-objective ASHA would keep only trial 2; the Pareto rule keeps the tiny model too
+    rung = {1: (0.61, -500), 2: (0.70, -20000), 3: (0.65, -25000), 4: (0.60, -30000), 5: (0.55, -40000),
+            6: (0.50, -50000)}
+    assert rung_survivors(rung, 3) == {1, 2}
+
+
+@pytest.mark.parametrize("n,expected", [(1, 1), (2, 1), (3, 1), (5, 1), (6, 2), (9, 3)])
+def test_rung_keeps_at_least_one(n, expected):
+    rung = {i: (i / 10, -float(i)) for i in range(n)}  # all on one front
+    assert len(rung_survivors(rung, 3)) == expected
+
+
+def test_pareto_rank_is_deterministic():
+    rung = {i: (0.5, -100.0) for i in range(5)}
+    assert pareto_rank(rung) == pareto_rank(dict(reversed(list(rung.items()))))
+
+
+def test_hypervolume_2d():
+    assert hypervolume_2d([(0.5, -2.0)], (0.0, -4.0)) == pytest.approx(0.5 * 2.0)
+    # two steps: (0.9, -3) and (0.5, -2) -> 0.9*1 + 0.5*1
+    assert hypervolume_2d([(0.9, -3.0), (0.5, -2.0), (0.4, -2.5)], (0.0, -4.0)) == pytest.approx(1.4)
+    assert hypervolume_2d([], (0.0, 0.0)) == 0.0
