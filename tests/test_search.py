@@ -1,0 +1,129 @@
+"""``nas run`` end to end on tiny synthetic data: real Optuna storage, real training, real worker processes."""
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from nas.cli import main
+from nas.summary import trained
+
+BASE = {
+    "name": "s",
+    "dataset": {"name": "synthetic", "shape": [32], "classes": 4, "samples": 300},
+    "search_space": {"preset": "perm-cnn-1d", "stages": {"low": 1, "high": 2}, "channels": [8, 16]},
+    "constraints": {"max_params": 20000},
+    "sampler": {"name": "nsga2", "seed": 0},
+    "pruner": {"name": "asha", "min_epochs": 1, "max_epochs": 3, "reduction_factor": 3},
+    "training": {"lr": 0.01, "batch_size": 64},
+    "budget": {"trials": 9},
+    "baseline": {"trials": 2},
+    "warm_start": ["mnist1d-cnn"],
+    "execution": {"workers": 1},
+}
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def write_study(path, **changes) -> str:
+    data = {**BASE, **changes}
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def trials_of(name: str, url: str = "sqlite:///runs/s/study.db") -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=url).get_trials()
+
+
+def test_run_prunes_by_rung_records_and_resumes(workdir, capsys):
+    study_file = write_study(workdir / "s.yaml")
+    assert main(["run", study_file]) == 0
+    trials = trials_of("s")
+    assert len(trials) == 9
+    states = [t.state for t in trials]
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states
+    assert trials[0].user_attrs["zoo"] == "mnist1d-cnn"
+    for t in trials:
+        attrs = t.user_attrs
+        assert "genome" in attrs and "genome_key" in attrs and attrs["family"]
+        if t.state == TrialState.PRUNED:
+            assert attrs["epochs"] < 3 and "rung at epoch" in attrs["reason"] and t.values is None
+            assert attrs[f"rung_{attrs['epochs']}"] == attrs["curve"][-1]["val_accuracy"]
+        if trained(t):
+            assert attrs["epochs"] == 3 and len(attrs["curve"]) == 3
+            assert t.values == [attrs["val_accuracy"], attrs["params"]]
+            assert 0.0 <= attrs["test_accuracy"] <= 1.0 and attrs["weights_artifact"]
+    # resume: the finished trials stay and count toward the larger budget
+    before = {t.number: t.values for t in trials}
+    assert main(["run", study_file, "--trials", "11"]) == 0
+    after = trials_of("s")
+    assert len(after) == 11 and {t.number: t.values for t in after if t.number in before} == before
+    capsys.readouterr()
+    assert main(["status", study_file, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    counts = status["trials"]
+    assert counts["complete"] + counts["pruned"] + counts["failed"] + counts["infeasible"] == 11
+    assert status["pareto"] and {"number", "val_accuracy", "test_accuracy", "params", "epochs"} <= set(status["pareto"][0])
+    assert status["baseline"] and status["baseline_study"].startswith("baseline-synthetic")
+
+
+def test_infeasible_genomes_are_recorded_but_never_trained(workdir):
+    study_file = write_study(workdir / "s.yaml", constraints={"max_params": 600}, baseline={"trials": 0},
+                             pruner={"name": "none", "min_epochs": 1, "max_epochs": 1}, budget={"trials": 6})
+    assert main(["run", study_file]) == 0
+    infeasible = [t for t in trials_of("s") if "infeasible" in t.user_attrs]
+    assert infeasible, "a 600-parameter cap should reject some sampled genomes"
+    for t in infeasible:
+        assert "curve" not in t.user_attrs and t.values[0] == 0.0
+        assert "exceed max_params 600" in t.user_attrs["reason"] and t.user_attrs["params"] > 600
+
+
+def test_a_repeated_genome_is_not_trained_again(workdir):
+    fixed = {"preset": "perm-cnn-1d", "stages": 1, "channels": [8], "kernel": [3], "conv_type": ["conv"],
+             "input_permutations": [1], "groups": [1], "stride": [1], "head": ["gap"], "norm": ["none"],
+             "act": ["relu"], "dropout": 0.0, "reshape_channels": [4], "permute_first_branch": [False],
+             "permute_between": [False], "downsample": ["stride"]}
+    study_file = write_study(workdir / "s.yaml", search_space=fixed, baseline={"trials": 0}, warm_start=[],
+                             pruner={"name": "none", "min_epochs": 1, "max_epochs": 1}, budget={"trials": 3},
+                             sampler={"name": "random", "seed": 0})
+    assert main(["run", study_file]) == 0
+    trials = trials_of("s")
+    assert len({t.user_attrs["genome_key"] for t in trials}) == 1
+    copies = [t for t in trials if "duplicate_of" in t.user_attrs]
+    assert len(copies) == 2 and all(t.values == trials[0].values for t in copies)
+
+
+def test_two_worker_processes_share_one_exact_budget(workdir):
+    study_file = write_study(workdir / "s.yaml", execution={"workers": 2}, budget={"trials": 6},
+                             baseline={"trials": 0}, pruner={"name": "none", "min_epochs": 1, "max_epochs": 1})
+    assert main(["run", study_file]) == 0
+    trials = trials_of("s")
+    assert len(trials) == 6 and sorted(t.number for t in trials) == list(range(6))
+    assert all(t.state.is_finished() for t in trials)
+    assert len({t.user_attrs["pid"] for t in trials}) == 2
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"sampler": {"name": "cmaes"}}, "sampler.name"),
+    ({"search_space": {"preset": "resnet"}}, "search_space.preset"),
+    ({"dataset": {"name": "cifar10", "path": "no/such/dir"}}, "no/such/dir"),
+    ({"storage": "redis://localhost"}, "storage"),
+])
+def test_bad_study_exits_2_with_one_line(workdir, capsys, changes, needle):
+    study_file = write_study(workdir / "s.yaml", **changes)
+    assert main(["run", study_file]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err and "Traceback" not in err
+
+
+def test_status_of_a_missing_study_exits_2(workdir, capsys):
+    assert main(["status", "nosuch", "--storage", f"sqlite:///{workdir}/none.db"]) == 2
+    assert "does not exist" in capsys.readouterr().err
