@@ -7,7 +7,6 @@ Records (trial user attributes): ``genome`` (JSON), ``genome_key``, ``summary``,
 """
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 import traceback
