@@ -1,8 +1,9 @@
 """Pareto math on plain tuples, all objectives oriented to be maximized (minimized ones negated).
 
 ``rung_survivors`` is the Pareto-aware ASHA rule (after MO-ASHA, Schmucker et al. 2021): at a rung, a trial
-continues only if it ranks in the top ``max(1, n // reduction_factor)`` of the ``n`` trials that reached the
-rung, ranked by non-dominated sorting, ties inside a front broken by crowding distance (larger first).
+continues only if it ranks in the top ``ceil(n / reduction_factor)`` of the ``n`` trials that reached the
+rung, ranked by non-dominated sorting, ties inside a front broken by crowding distance (larger first), then by
+the first objective (accuracy), so two extremes of a front are never told apart by trial number alone.
 """
 from __future__ import annotations
 
@@ -47,17 +48,17 @@ def crowding_distance(points: Mapping[Hashable, Point]) -> dict[Hashable, float]
 
 
 def pareto_rank(points: Mapping[Hashable, Point]) -> list[Hashable]:
-    """All keys, best first: by front, then by crowding distance (larger first), then by key."""
+    """All keys, best first: by front, then crowding distance (larger first), first objective, key."""
     order: list[Hashable] = []
     for front in non_dominated_fronts(points):
         crowd = crowding_distance({k: points[k] for k in front})
-        order.extend(sorted(front, key=lambda k: (-crowd[k], str(k))))
+        order.extend(sorted(front, key=lambda k: (-crowd[k], -points[k][0], str(k))))
     return order
 
 
 def rung_survivors(rung: Mapping[Hashable, Point], reduction_factor: int) -> set[Hashable]:
-    """The trials at a rung allowed to continue: the top ``max(1, n // reduction_factor)`` by Pareto rank."""
-    keep = max(1, len(rung) // reduction_factor)
+    """The trials at a rung allowed to continue: the top ``ceil(n / reduction_factor)`` by Pareto rank."""
+    keep = math.ceil(len(rung) / reduction_factor)
     return set(pareto_rank(rung)[:keep])
 
 

@@ -41,10 +41,16 @@ def test_small_model_with_lower_accuracy_survives_where_accuracy_alone_would_pru
     assert rung_survivors(rung, 3) == {1, 2}
 
 
-@pytest.mark.parametrize("n,expected", [(1, 1), (2, 1), (3, 1), (5, 1), (6, 2), (9, 3)])
-def test_rung_keeps_at_least_one(n, expected):
+@pytest.mark.parametrize("n,expected", [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 2), (9, 3), (10, 4)])
+def test_rung_keeps_the_top_third_rounded_up(n, expected):
     rung = {i: (i / 10, -float(i)) for i in range(n)}  # all on one front
     assert len(rung_survivors(rung, 3)) == expected
+
+
+def test_two_extremes_are_told_apart_by_accuracy_not_trial_number():
+    # both on one front with infinite crowding distance: the more accurate one goes on
+    assert rung_survivors({1: (0.40, -100.0), 2: (0.70, -5000.0)}, 3) == {2}
+    assert rung_survivors({1: (0.70, -5000.0), 2: (0.40, -100.0)}, 3) == {1}
 
 
 def test_pareto_rank_is_deterministic():
