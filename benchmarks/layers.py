@@ -86,7 +86,6 @@ def time_interleaved(contenders: dict[str, Callable[[], None]], rounds: int,
     inner = {}
     for name, fn in contenders.items():
         fn()
-        fn()
         once = []
         for _ in range(3):
             start = time.perf_counter()
@@ -429,9 +428,11 @@ def write_results(section: str, path: Path = RESULTS) -> None:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         tail = "".join(lines[end:])
         new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".RESULTS.", suffix=".md")
     with os.fdopen(fd, "w") as handle:
         handle.write(new)
+    os.chmod(tmp, mode)  # mkstemp makes 0600; keep the file readable like the rest of the tree
     os.replace(tmp, path)
 
 

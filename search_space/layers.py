@@ -76,14 +76,36 @@ class Permute(nn.Module):
         return flat.view_as(x)
 
 
-class ChannelOrder(nn.Module):
-    """Gathers input channels in a fixed order (the group pattern in front of a grouped conv)."""
+def whole_group_order(order: torch.Tensor, groups: int) -> torch.Tensor | None:
+    """The group permutation when ``order`` moves whole groups of channels (the cycle pattern), else None."""
+    blocks = order.view(groups, -1)
+    size = blocks.shape[1]
+    starts = blocks[:, :1]
+    if bool((blocks == starts + torch.arange(size)).all()) and bool((starts % size == 0).all()):
+        return (starts[:, 0] // size).clone()
+    return None
 
-    def __init__(self, order: torch.Tensor):
+
+class ChannelOrder(nn.Module):
+    """Gathers input channels in a fixed order (the group pattern in front of a grouped conv).
+
+    A channels_last input keeps its layout: whole groups are gathered on the (N, H, W, G, C/G) view, which avoids
+    two layout conversions per call (a plain ``index_select`` on dim 1 returns a contiguous tensor).
+    """
+
+    def __init__(self, order: torch.Tensor, groups: int = 1):
         super().__init__()
         self.register_buffer("order", order, persistent=False)
+        group_order = whole_group_order(order, groups) if groups > 1 else None
+        self.register_buffer("group_order", group_order, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.group_order is not None and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+                and not x.is_contiguous():
+            n, c, h, w = x.shape
+            groups = self.group_order.numel()
+            nhwc = x.permute(0, 2, 3, 1).reshape(n * h * w, groups, c // groups)
+            return nhwc.index_select(1, self.group_order).view(n, h, w, c).permute(0, 3, 1, 2)
         return x.index_select(1, self.order)
 
 
@@ -100,7 +122,7 @@ class PermutedGroupConv(nn.Module):
         super().__init__()
         conv_cls = nn.Conv1d if dim == 1 else nn.Conv2d
         self.pattern = pattern
-        self.gather = ChannelOrder(group_channel_order(in_channels, groups, pattern, cycle)) \
+        self.gather = ChannelOrder(group_channel_order(in_channels, groups, pattern, cycle), groups) \
             if pattern != "none" and groups > 1 else nn.Identity()
         self.conv = conv_cls(in_channels, out_channels, kernel, stride=stride, padding=padding,
                              dilation=dilation, groups=groups, bias=bias)
@@ -124,7 +146,7 @@ class TwistConv(nn.Module):
         super().__init__()
         self.dim, self.stride, self.groups, self.iters = dim, stride, groups, iters
         conv_cls = nn.Conv1d if dim == 1 else nn.Conv2d
-        self.gather = ChannelOrder(group_channel_order(in_channels, groups, pattern, cycle)) \
+        self.gather = ChannelOrder(group_channel_order(in_channels, groups, pattern, cycle), groups) \
             if pattern != "none" and groups > 1 else nn.Identity()
         self.conv = conv_cls(in_channels, out_channels, 3, stride=stride, padding=1, groups=groups, bias=bias)
         std = float(self.conv.weight.detach().std())

@@ -132,3 +132,15 @@ def test_lsuv_gives_unit_output_variance():
             h = layer(h)
             if isinstance(layer, nn.Linear):
                 assert abs(float(h.std()) - 1.0) < 0.06
+
+
+def test_channels_last_gather_keeps_its_layout_and_values():
+    torch.manual_seed(0)
+    conv = layers.PermutedGroupConv(2, 16, 16, 3, padding=1, groups=8, pattern="cycle", cycle=4)
+    x = torch.randn(2, 16, 5, 5)
+    fast = x.to(memory_format=torch.channels_last)
+    gathered = conv.gather(fast)
+    assert gathered.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(gathered, conv.gather(x)) and torch.allclose(conv(fast), conv(x), atol=1e-5)
+    shuffle = layers.PermutedGroupConv(2, 16, 16, 1, groups=4, pattern="shuffle")
+    assert shuffle.gather.group_order is None and torch.equal(shuffle.gather(fast), shuffle.gather(x))
