@@ -10,15 +10,19 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from search_space import Genome, build_model
+
+if TYPE_CHECKING:
+    from evaluators.datasets import Splits
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -172,7 +176,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def check_compatible(genome: Genome, data: Any) -> None:
+def check_compatible(genome: Genome, data: Splits) -> None:
     """The genome must read the dataset's input shape and emit one logit per class."""
     if tuple(genome.input_shape) != tuple(data.input_shape):
         raise ValueError(f"genome input shape {list(genome.input_shape)} does not match the dataset's "
@@ -223,7 +227,7 @@ def measure_latency_ms(model: nn.Module, input_shape: Sequence[int], repeats: in
 
 
 # -- the loop -------------------------------------------------------------------------------------
-def train(genome: Genome, data: Any, config: TrainConfig,
+def train(genome: Genome, data: Splits, config: TrainConfig,
           callback: Callable[[EpochReport], bool | None] | None = None, evaluate_test: bool = True,
           start_epoch: int = 0, model: nn.Module | None = None) -> TrainResult:
     """Trains ``genome`` (or continues ``model``) on ``data`` from ``start_epoch`` to ``config.epochs``.
@@ -294,7 +298,8 @@ def _train(genome, data, config, callback, evaluate_test, start_epoch, model, de
     test_accuracy, test_loss = evaluate(model, data.x_test, data.y_test, device=device) if evaluate_test else (None, None)
     model.cpu().eval()
     return TrainResult(val_accuracy, val_loss, test_accuracy, test_loss, genome.params, genome.flops,
-                       measure_latency_ms(model, data.input_shape), train_time, epochs_done, curve, stopped,
+                       measure_latency_ms(model, data.input_shape) if stopped is None else math.nan,  # only full fits
+                       train_time, epochs_done, curve, stopped,
                        reason, model)
 
 

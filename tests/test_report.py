@@ -1,0 +1,142 @@
+"""``nas report`` on a small real study: the data against the storage, and the page in headless Chromium."""
+from __future__ import annotations
+
+import os
+from functools import partial
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from evaluators import training
+from nas.cli import main
+from nas.summary import hypervolume, params_reference, pareto_trials, trained
+from reports.data import report_data
+from search_space import Genome
+
+CHROMIUM = "/usr/bin/chromium"
+STUDY = {
+    "name": "rep",
+    "dataset": {"name": "synthetic", "shape": [32], "classes": 4, "samples": 300},
+    "search_space": {"preset": "perm-cnn-1d", "stages": {"low": 1, "high": 2}, "channels": [8, 16]},
+    "constraints": {"max_params": 8000},  # tight enough that some sampled genomes are infeasible
+    "pruner": {"name": "asha", "min_epochs": 1, "max_epochs": 3, "reduction_factor": 3},
+    "training": {"lr": 0.01, "batch_size": 64},
+    "budget": {"trials": 7},
+    "baseline": {"trials": 2},
+    "warm_start": ["mnist1d-cnn"],
+    "execution": {"workers": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """Runs the real search once, then ``nas report --png`` from the study's folder; yields what they left."""
+    root = tmp_path_factory.mktemp("report")
+    url = f"sqlite:///{root}/study.db"
+    path = root / "rep.yaml"
+    path.write_text(yaml.safe_dump({**STUDY, "storage": url}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("NAS_CACHE_DIR", str(root / "cache"))
+        # the report never shows latency: 3 timed passes instead of 50 (each trial, pruned ones too, measures it)
+        mp.setattr(training, "measure_latency_ms", partial(training.measure_latency_ms, repeats=3, warmup=1))
+        assert main(["run", str(path)]) == 0
+        assert main(["report", str(path), "--png"]) == 0
+    search = optuna.load_study(study_name="rep", storage=url)
+    baseline = optuna.load_study(study_name=search.user_attrs["baseline_study"], storage=url)
+    yield {"root": root, "url": url, "yaml": str(path), "study": search, "baseline": baseline}
+
+
+def finished_in_storage(study: optuna.Study) -> list[int]:
+    """Counted straight from the storage: trained (or copied) COMPLETE trials and PRUNED ones with a curve."""
+    return [t.number for t in study.get_trials()
+            if t.state == TrialState.COMPLETE and "infeasible" not in t.user_attrs
+            or t.state == TrialState.PRUNED and t.user_attrs.get("curve")]
+
+
+def test_report_data_matches_the_storage(study):
+    search, baseline = study["study"], study["baseline"]
+    data = report_data(search, baseline, study["yaml"], url=study["url"])
+    assert sorted(p.number for p in data.points) == finished_in_storage(search)
+    assert [p.number for p in data.pareto] == [t.number for t in pareto_trials(search)] != []
+    assert [p.number for p in data.baseline_front] == [t.number for t in pareto_trials(baseline)] != []
+    assert all(p.family != "dense" for p in data.points) and {p.family for p in data.baseline_front} == {"dense"}
+    assert any(p.zoo == "mnist1d-cnn" for p in data.points)
+    infeasible = sum("infeasible" in t.user_attrs for t in search.get_trials())
+    assert data.counts["infeasible"] == infeasible and data.not_drawn.get("infeasible", 0) == infeasible
+    dense = max(data.baseline_front, key=lambda p: p.val_accuracy)
+    assert f"{dense.params:,} params" in data.headline.text
+    if data.headline.smallest_beating is not None:
+        assert data.headline.smallest_beating.params < dense.params
+    final = hypervolume([t for t in search.get_trials() if trained(t)], params_reference(search))
+    assert data.hypervolume.by_number[-1] == pytest.approx(final) and data.hypervolume.baseline > 0
+    assert data.choices.note or data.choices.importances  # ranked, or says why not
+    assert data.choices.axes[-1].name == "val accuracy"
+
+
+def test_pareto_details_draw_every_node_and_name_the_export(study):
+    data = report_data(study["study"], study["baseline"], study["yaml"])
+    for detail, trial in zip(data.details, pareto_trials(study["study"]), strict=True):
+        info = Genome.from_json(trial.user_attrs["genome"]).analyze()
+        drawing = detail.drawing
+        assert {n.name for n in drawing.nodes} == set(info)
+        assert len(drawing.edges) == sum(len(n.inputs) for n in info.values())
+        y = {n.name: n.y for n in drawing.nodes}
+        assert all(y[source] > y[target] for source, target in drawing.edges)  # input on top, flowing down
+        assert detail.curve_epochs == list(range(1, trial.user_attrs["epochs"] + 1))
+        assert detail.export_command.startswith(f"nas export {study['yaml']} --trial {trial.number} --out ")
+
+
+def test_png_is_written_when_kaleido_and_chrome_are_there(study):
+    out = study["root"] / "reports" / "rep"
+    assert (out / "index.html").stat().st_size > 1_000_000  # plotly.js is inside
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is absent: pareto.png needs a Chrome (apt-get install chromium)")
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_page_renders_offline_in_chromium_without_errors(study):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    page_path = Path(study["root"]) / "reports" / "rep" / "index.html"
+    errors, remote = [], []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+        page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                   else (remote.append(route.request.url), route.abort()))
+        page.goto(page_path.as_uri(), wait_until="load")
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length > 0 && "
+                               "document.getElementById('pareto').data !== undefined", timeout=30_000)
+        plotted = page.evaluate("""() => {
+            const plots = [...document.querySelectorAll('.js-plotly-plot')];
+            const pareto = plots.find(p => p.id === 'pareto');
+            const points = pareto.data.filter(t => t.meta && t.meta.role === 'trial')
+                                      .reduce((n, t) => n + t.x.filter(x => x !== null).length, 0);
+            return {ids: plots.map(p => p.id), points: points};
+        }""")
+        page.screenshot(path="/tmp/report.png", full_page=True)
+        browser.close()
+    assert errors == [] and remote == []
+    assert plotted["points"] == len(finished_in_storage(study["study"]))
+    per_trial = [f"{kind}-{t.number}" for t in pareto_trials(study["study"]) for kind in ("curve", "genome")]
+    assert {"pareto", "hypervolume", *per_trial} <= set(plotted["ids"])
+
+
+def test_report_on_a_missing_study_exits_2_with_one_line(study, capsys):
+    code = main(["report", "nosuchstudy", "--storage", study["url"]])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "'nosuchstudy' not found" in err and "rep" in err
+    missing = f"sqlite:///{study['root']}/x.db"
+    code = main(["report", "nosuchstudy", "--storage", missing])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "x.db" in err
