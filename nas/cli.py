@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # Each module in nas/commands/ exposes ``register(subparsers)`` and sets ``handler`` on its parsers.
-COMMAND_MODULES = ["run", "status", "baseline", "report", "zoo", "genome"]
+COMMAND_MODULES = ["run", "status", "baseline", "zoo", "genome", "report", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:
