@@ -1,16 +1,18 @@
 """Study configs (``studies/*.yaml``): validated with pydantic, unknown keys are errors."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from nas.errors import ConfigError
 
 METRICS = ("val_accuracy", "params", "flops", "latency_ms")
+SEED_LIMIT = 2**31  # numpy and torch take seeds below 2**32; worker w samples with seed + 1000 * w
 
 
 class Strict(BaseModel):
@@ -29,7 +31,7 @@ class Constraints(Strict):
 
 class Sampler(Strict):
     name: Literal["tpe", "nsga2", "random", "qmc", "gp"] = "nsga2"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
     population_size: int | None = Field(None, ge=2)  # nsga2 only; default: Optuna's 50, capped at the trial budget
 
 
@@ -81,11 +83,24 @@ class Training(Strict):
     batch_size: int = Field(128, gt=0)
     schedule: Literal["constant", "cosine", "onecycle"] = "cosine"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    mixup: float = Field(0.0, ge=0.0)
+    mixup: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     init: Literal["default", "lsuv"] = "default"
     trial_timeout_s: float | None = Field(None, gt=0)
     device: Literal["cpu", "cuda", "auto"] = "cpu"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
+
+    @field_validator("lr", "weight_decay")
+    @classmethod
+    def _in_range(cls, value: Searchable, info: ValidationInfo) -> Searchable:
+        """Every value a trial may get is finite, lr > 0 and weight_decay >= 0 (else each trial would fail)."""
+        low, high = (value.low, value.high) if isinstance(value, FloatRange) else (value, value)
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError("must be a finite number")
+        if info.field_name == "lr" and low <= 0:
+            raise ValueError("must be > 0")
+        if low < 0:
+            raise ValueError("must be >= 0")
+        return value
 
 
 class Budget(Strict):
@@ -182,9 +197,11 @@ def load_config(path: str | os.PathLike) -> StudyConfig:
     """Reads a study YAML with ``yaml.safe_load``; errors name the file and the field."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read study file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}); expected a study YAML") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

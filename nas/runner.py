@@ -1,6 +1,7 @@
 """Local execution: N worker processes share the study's storage and one trial budget."""
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import time
@@ -15,7 +16,7 @@ from optuna.trial import TrialState
 from evaluators.datasets import load_dataset
 from nas.config import StudyConfig, parse_config
 from nas.errors import ConfigError
-from nas.space import resolve_space, sample_genome
+from nas.space import resolve_space
 from nas.storage import budget_lock, fail_stale_trials, open_storage, sqlite_path, worker_identity
 from nas.trial import TrialContext, run_trial
 
@@ -90,27 +91,43 @@ def reserve_trial(study: optuna.Study, plan: RunPlan) -> optuna.Trial | None:
         for key, value in worker_identity().items():
             trial.set_user_attr(key, value)
         pending = [name for name in plan.config.warm_start if name not in used_zoo]
-        if pending and plan.sampler_name == "search":
+        if pending:
             trial.set_user_attr("zoo", pending[0])
         return trial
+
+
+def plan_context(plan: RunPlan, study: optuna.Study, threads: int | None = None) -> TrialContext:
+    """What evaluating the plan's trials needs: its data, its space (the study's or the dense MLPs') and sampler."""
+    from nas.space import dense_space, sample_mlp
+
+    config = plan.config
+    data = load_dataset(config.dataset)
+    if plan.sampler_name != "dense":
+        return TrialContext(study=study, config=config, data=data, space=resolve_space(config.search_space),
+                            threads=threads, artifact_dir=artifact_dir(config, plan.url))
+    space = dense_space_within(dense_space(), math.prod(data.input_shape), data.num_classes,
+                               config.constraints.max_params)
+    return TrialContext(study=study, config=config, data=data, space=space, threads=threads,
+                        artifact_dir=artifact_dir(config, plan.url),
+                        sample=lambda trial, _space, shape, classes: sample_mlp(trial, shape, classes, space))
+
+
+def dense_space_within(space: dict, features: int, classes: int, max_params: int | None) -> dict:
+    """The MLP space without widths whose one-hidden-layer net already exceeds ``max_params``."""
+    if max_params is None:
+        return space
+    fits = [w for w in space["width"] if (features + 1) * w + (w + 1) * classes <= max_params]
+    return {**space, "width": fits or space["width"][:1]}
 
 
 def worker_loop(plan: RunPlan, worker: int, threads: int, deadline: float | None,
                 on_trial: Callable[[int, TrialState], None] | None = None) -> None:
     """Reserve, evaluate, repeat until the budget or the deadline is reached."""
-    from nas.space import dense_space, sample_mlp
-
     torch.set_num_threads(threads)
     config = plan.config
     study = optuna.load_study(study_name=config.name, storage=open_storage(plan.url),
                               sampler=make_sampler(config, worker))
-    data = load_dataset(config.dataset)
-    dense = plan.sampler_name == "dense"
-    ctx = TrialContext(study=study, config=config, data=data,
-                       space=dense_space() if dense else resolve_space(config.search_space),
-                       threads=threads, artifact_dir=artifact_dir(config, plan.url),
-                       sample=(lambda trial, _space, shape, classes: sample_mlp(trial, shape, classes, dense_space()))
-                       if dense else sample_genome)
+    ctx = plan_context(plan, study, threads)
     while deadline is None or time.time() < deadline:
         trial = reserve_trial(study, plan)
         if trial is None:

@@ -53,8 +53,13 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
         kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
     else:
         raise ConfigError(f"storage: unsupported URL {mask_url(url)!r}; use sqlite:///... or postgresql://...")
+    # Processes opening a new storage at once would all create its tables; the losers fail on a unique key.
+    # Readers (create=False) find the tables made and take no lock, so a read-only copy stays readable.
+    creating = create and not url.startswith("mysql")
+    schema_lock = named_lock(url, "nas-explorer schema") if creating else contextlib.nullcontext()
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_compatibility_check=False)
+        with schema_lock:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_compatibility_check=False)
     except Exception as exc:  # sqlalchemy raises many types; the user needs the URL and the first line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"storage: cannot connect to {mask_url(url)}: {mask_url(first)[:200]}") from None
@@ -72,6 +77,13 @@ def load_study(name: str, url: str) -> optuna.Study:
 @contextlib.contextmanager
 def budget_lock(url: str, study_name: str) -> Iterator[None]:
     """Serializes "count the budget, then reserve a trial" across processes (and machines on PostgreSQL)."""
+    with named_lock(url, study_name):
+        yield
+
+
+@contextlib.contextmanager
+def named_lock(url: str, name: str) -> Iterator[None]:
+    """An exclusive lock across processes: a file lock beside a SQLite file, an advisory lock on PostgreSQL."""
     path = sqlite_path(url)
     if path is not None:
         with open(f"{path}.lock", "a") as handle:
@@ -83,8 +95,8 @@ def budget_lock(url: str, study_name: str) -> Iterator[None]:
         return
     import sqlalchemy
 
-    key = int.from_bytes(hashlib.sha1(study_name.encode()).digest()[:7], "big")
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    key = int.from_bytes(hashlib.sha1(name.encode()).digest()[:7], "big")
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, connect_args={"connect_timeout": 10})
     with engine.connect() as connection:
         connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
         try:
@@ -99,13 +111,21 @@ def worker_identity() -> dict:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs on this host; a zombie (exited, never reaped) counts as dead.
+
+    A killed run's workers stay zombies wherever nothing reaps orphans (a container whose PID 1 is no init).
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the signal's answer stands
 
 
 def is_stale(trial: FrozenTrial, stale_after_s: float) -> bool:
@@ -117,17 +137,28 @@ def is_stale(trial: FrozenTrial, stale_after_s: float) -> bool:
     return time.time() - heartbeat > stale_after_s
 
 
-def fail_stale_trials(study: optuna.Study, stale_after_s: float = 900.0) -> list[int]:
-    """Marks RUNNING trials of dead workers FAIL with a reason; returns their numbers."""
+def fail_stale_trials(study: optuna.Study, stale_after_s: float = 900.0, url: str | None = None) -> list[int]:
+    """Marks RUNNING trials of dead workers FAIL with a reason; returns their numbers.
+
+    With the storage ``url``, also the trials their worker never stamped with its host and pid: it was killed
+    between creating a trial and stamping it, both done under the budget lock, so a trial still unstamped once
+    this process holds that lock has no worker left.
+    """
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    stale = [t for t in running if is_stale(t, stale_after_s)]
+    unstamped = {t.number for t in running if "host" not in t.user_attrs} - {t.number for t in stale}
+    if url is not None and unstamped:
+        with budget_lock(url, study.study_name):
+            stale += [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                      if t.number in unstamped and "host" not in t.user_attrs]
     failed = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if is_stale(trial, stale_after_s):
-            study._storage.set_trial_user_attr(trial._trial_id, "reason",  # noqa: SLF001 (no public API for this)
-                                               "worker died while the trial was running")
-            study._storage.set_trial_user_attr(trial._trial_id, "killed", True)  # noqa: SLF001
-            try:
-                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # noqa: SLF001
-            except RuntimeError:
-                continue  # it finished meanwhile
-            failed.append(trial.number)
+    for trial in stale:
+        study._storage.set_trial_user_attr(trial._trial_id, "reason",  # noqa: SLF001 (no public API for this)
+                                           "worker died while the trial was running")
+        study._storage.set_trial_user_attr(trial._trial_id, "killed", True)  # noqa: SLF001
+        try:
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # noqa: SLF001
+        except RuntimeError:
+            continue  # it finished meanwhile
+        failed.append(trial.number)
     return failed

@@ -10,7 +10,8 @@ import optuna
 from rich.console import Console
 
 from evaluators.datasets import parse_dataset_spec
-from nas.config import Budget, Constraints, Pruner, Sampler, StudyConfig
+from nas.config import Budget, Pruner, Sampler, StudyConfig
+from nas.errors import ConfigError
 from nas.runner import RunPlan, counted_trials, create_study, run_workers
 from nas.storage import fail_stale_trials, mask_url
 from nas.summary import hypervolume, pareto_trials, params_reference, state_counts
@@ -23,16 +24,28 @@ def dataset_slug(dataset: dict) -> str:
     return f"{spec['name']}{'-permuted' if spec.get('permute') else ''}-{digest}"
 
 
+BASELINE_WARM_START = "mnist1d-mlp"  # the MNIST-1D paper's MLP (two hidden layers of 100), rebuilt for the data
+
+
+def limits_suffix(config: StudyConfig) -> str:
+    c = config.constraints
+    return "".join(f"-{name}{value}" for name, value in (("p", c.max_params), ("f", c.max_flops)) if value)
+
+
 def baseline_config(config: StudyConfig) -> StudyConfig:
-    """The dense-baseline search for the study's dataset: MLPs, full budget, no pruning, no size limit."""
+    """The dense-baseline search for the study's dataset: MLPs at full budget, no pruning, the study's size limits.
+
+    The baseline is tuned within the same ``constraints`` as the search, so the comparison is like for like; its
+    study name includes the limits, so studies with other limits on the same data get their own baseline. Its
+    first trial is the MNIST-1D paper's MLP (recorded infeasible, untrained, where it exceeds the limits).
+    """
     epochs = config.max_epochs
     return config.model_copy(update={
-        "name": f"baseline-{dataset_slug(config.dataset)}",
+        "name": f"baseline-{dataset_slug(config.dataset)}{limits_suffix(config)}",
         "search_space": {"preset": "dense"},
-        "constraints": Constraints(),
         "pruner": Pruner(name="none", min_epochs=epochs, max_epochs=epochs),
         "budget": Budget(trials=config.baseline.trials),
-        "warm_start": [],
+        "warm_start": [BASELINE_WARM_START],
         "sampler": Sampler(name="tpe", seed=config.sampler.seed),
     })
 
@@ -74,7 +87,7 @@ class ProgressReporter:
 
 def run_plan(plan: RunPlan, workers: int, deadline: float | None, console: Console, label: str) -> optuna.Study:
     study = create_study(plan.config, plan.url)
-    stale = fail_stale_trials(study)
+    stale = fail_stale_trials(study, url=plan.url)
     if stale:
         console.print(f"marked {len(stale)} trial(s) of a dead run FAIL: {stale}")
     if counted_trials(study) >= plan.budget:
@@ -89,10 +102,16 @@ def run_plan(plan: RunPlan, workers: int, deadline: float | None, console: Conso
 
 
 def preflight(config: StudyConfig) -> None:
-    """Loads the data and samples one genome in this process, so a bad dataset or space exits 2 up front."""
+    """Loads the data and samples one genome in this process, so a bad dataset, space or zoo name exits 2 up front."""
     from evaluators.datasets import load_dataset
     from nas.space import resolve_space, sample_genome
+    from search_space import GenomeError, get_zoo
 
+    for name in config.warm_start:
+        try:
+            get_zoo(name)
+        except GenomeError as exc:
+            raise ConfigError(f"warm_start: {exc}") from None
     data = load_dataset(config.dataset)
     space = resolve_space(config.search_space)
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()

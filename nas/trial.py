@@ -3,7 +3,8 @@
 Records (trial user attributes): ``genome`` (JSON), ``genome_key``, ``summary``, ``family``, ``params``,
 ``flops``, ``curve`` (per-epoch dicts), ``epochs``, ``rung_<E>`` (val accuracy at rung epoch E),
 ``val_accuracy``, ``test_accuracy``, ``latency_ms``, ``reason`` (why it was pruned, failed or infeasible),
-``infeasible``, ``duplicate_of``, ``zoo``, ``host``/``pid``/``heartbeat``/``node``, ``weights_artifact``.
+``infeasible``, ``duplicate_of``, ``zoo``, ``host``/``pid``/``heartbeat``/``node``, ``weights_artifact``,
+``ray_trial`` (the Ray Tune trial id on the Ray backend, whose ``host``/``pid`` are the driver's).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from evaluators.datasets import Splits
-from evaluators.training import EpochReport, TrainConfig, train
+from evaluators.training import EpochReport, TrainConfig, TrainResult, train
 from nas.config import FloatRange, StudyConfig
 from nas.pareto import rung_survivors
 from nas.space import genome_family, sample_genome
@@ -107,19 +108,36 @@ def oriented(acc: float, attrs: dict, objectives: list) -> tuple:
     return tuple(point)
 
 
+def record_failure(trial: optuna.Trial, exc: BaseException) -> None:
+    """Writes why a trial crashed (one line) and the end of its traceback; call it inside ``except``."""
+    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+    trial.set_user_attr("reason", reason)
+    trial.set_user_attr("traceback", traceback.format_exc()[-2000:])
+
+
 def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
     """Evaluates one reserved trial and tells the storage; never raises for a bad genome or a failed fit."""
     try:
         return _run_trial(ctx, trial)
     except Exception as exc:  # a trial's crash is recorded, the study goes on
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-        trial.set_user_attr("reason", reason)
-        trial.set_user_attr("traceback", traceback.format_exc()[-2000:])
+        record_failure(trial, exc)
         ctx.study.tell(trial, state=TrialState.FAIL)
         return TrialState.FAIL
 
 
-def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
+@dataclass
+class PreparedTrial:
+    """A sampled, feasible genome not trained before, and how to train it: all that is left is the fit."""
+
+    genome: Genome
+    train: TrainConfig
+
+
+def prepare_trial(ctx: TrialContext, trial: optuna.Trial) -> PreparedTrial | TrialState:
+    """Samples the genome (define-by-run) and training values and records them on the trial.
+
+    An infeasible genome, or a copy of one already trained, is told to the storage here and its state returned.
+    """
     config, study = ctx.config, ctx.study
     zoo_name = trial.user_attrs.get("zoo")
     try:
@@ -146,41 +164,81 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
         trial.set_constraint("violation", 0.0)
         study.tell(trial, twin.values)
         return TrialState.COMPLETE
-    rungs = set(config.pruner.rungs())
-    curve: list[dict] = []
+    return PreparedTrial(genome, cfg)
 
-    def on_epoch(report: EpochReport) -> bool:
-        curve.append(report.to_dict())
-        trial.set_user_attr("curve", curve)
-        trial.set_user_attr("heartbeat", time.time())
-        if report.epoch not in rungs:
-            return False
+
+def record_epoch(trial: optuna.Trial, curve: list[dict], report: EpochReport, rungs: set[int]) -> None:
+    """Appends the epoch to the trial's ``curve``, beats its ``heartbeat`` and, at a rung, writes ``rung_<E>``."""
+    curve.append(report.to_dict())
+    trial.set_user_attr("curve", curve)
+    trial.set_user_attr("heartbeat", time.time())
+    if report.epoch in rungs:
         trial.set_user_attr(f"rung_{report.epoch}", report.val_accuracy)
-        records = rung_records(study, report.epoch, config.objectives, trial.number)
-        me = oriented(report.val_accuracy, trial.user_attrs, config.objectives)
-        records[trial.number] = me
-        if trial.number in rung_survivors(records, config.pruner.reduction_factor):
-            return False
-        trial.set_user_attr("reason", f"rung at epoch {report.epoch}: not in the top 1/"
-                                      f"{config.pruner.reduction_factor} of {len(records)} trials by Pareto rank")
-        return True
 
-    result = train(genome, ctx.data, cfg, callback=on_epoch, evaluate_test=True)
-    trial.set_user_attr("epochs", result.epochs)
-    if result.stopped == "callback":
-        study.tell(trial, state=TrialState.PRUNED)
-        return TrialState.PRUNED
+
+def rung_verdict(study: optuna.Study, config: StudyConfig, number: int, epoch: int, val_accuracy: float,
+                 attrs: dict) -> str | None:
+    """Why trial ``number`` stops at rung ``epoch``, or None if it continues.
+
+    It continues when ``rung_survivors`` (top ``max(1, n // reduction_factor)`` by Pareto rank) keeps it among
+    the ``n`` trials that reached the rung: the others' ``rung_<E>`` records plus its own ``val_accuracy``.
+    """
+    records = rung_records(study, epoch, config.objectives, number)
+    records[number] = oriented(val_accuracy, attrs, config.objectives)
+    if number in rung_survivors(records, config.pruner.reduction_factor):
+        return None
+    return (f"rung at epoch {epoch}: not in the top 1/{config.pruner.reduction_factor} of {len(records)} trials "
+            f"by Pareto rank")
+
+
+def record_result(trial: optuna.Trial, prepared: PreparedTrial, result: TrainResult,
+                  save: Callable[[torch.nn.Module], str] | None) -> dict | None:
+    """Writes a full-length fit's numbers (and, with ``save``, its weights' artifact id); returns its metrics.
+
+    A fit that stopped on its own ('nan', 'timeout') gets its ``reason`` written and returns None.
+    """
     if result.stopped is not None:
         trial.set_user_attr("reason", result.reason or result.stopped)
-        study.tell(trial, state=TrialState.FAIL)
-        return TrialState.FAIL
+        return None
+    genome = prepared.genome
     metrics = {"val_accuracy": result.val_accuracy, "params": genome.params, "flops": genome.flops,
                "latency_ms": result.latency_ms}
     for name in ("val_accuracy", "test_accuracy", "latency_ms", "train_time_s"):
         trial.set_user_attr(name, getattr(result, name))
-    trial.set_user_attr("lr", cfg.lr)
-    if ctx.artifact_dir is not None:
-        trial.set_user_attr("weights_artifact", save_weights(ctx, trial, result.model))
+    trial.set_user_attr("lr", prepared.train.lr)
+    if save is not None:
+        trial.set_user_attr("weights_artifact", save(result.model))
+    return metrics
+
+
+def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
+    config, study = ctx.config, ctx.study
+    prepared = prepare_trial(ctx, trial)
+    if isinstance(prepared, TrialState):
+        return prepared
+    rungs = set(config.pruner.rungs())
+    curve: list[dict] = []
+
+    def on_epoch(report: EpochReport) -> bool:
+        record_epoch(trial, curve, report, rungs)
+        if report.epoch not in rungs:
+            return False
+        reason = rung_verdict(study, config, trial.number, report.epoch, report.val_accuracy, trial.user_attrs)
+        if reason is None:
+            return False
+        trial.set_user_attr("reason", reason)
+        return True
+
+    result = train(prepared.genome, ctx.data, prepared.train, callback=on_epoch, evaluate_test=True)
+    trial.set_user_attr("epochs", result.epochs)
+    if result.stopped == "callback":
+        study.tell(trial, state=TrialState.PRUNED)
+        return TrialState.PRUNED
+    save = (lambda model: save_weights(ctx, trial, model)) if ctx.artifact_dir is not None else None
+    metrics = record_result(trial, prepared, result, save)
+    if metrics is None:
+        study.tell(trial, state=TrialState.FAIL)
+        return TrialState.FAIL
     trial.set_constraint("violation", 0.0)
     study.tell(trial, objective_values(config, metrics))
     return TrialState.COMPLETE
@@ -200,11 +258,21 @@ def _tell_infeasible(ctx: TrialContext, trial: optuna.Trial, reason: str, params
 
 def save_weights(ctx: TrialContext, trial: optuna.Trial, model: torch.nn.Module) -> str:
     """Uploads the trained state dict to the study's artifact store; returns the artifact id."""
+    return upload_weights(ctx.artifact_dir, trial.number, trial, model)
+
+
+def upload_weights(artifact_dir: Path, number: int, study_or_trial: optuna.Trial | FrozenTrial,
+                   model: torch.nn.Module, storage: optuna.storages.BaseStorage | None = None) -> str:
+    """Stores ``model``'s state dict under ``artifact_dir`` as trial ``number``'s weights; returns the artifact id.
+
+    ``storage`` is needed only with a FrozenTrial (a process that holds no live ``optuna.Trial``, as a Ray worker).
+    """
     from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
-    ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
-    store = FileSystemArtifactStore(ctx.artifact_dir)
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    store = FileSystemArtifactStore(artifact_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"trial-{trial.number}-weights.pt"
+        path = Path(tmp) / f"trial-{number}-weights.pt"
         torch.save(model.state_dict(), path)
-        return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+        return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study_or_trial,
+                               storage=storage)
