@@ -63,6 +63,7 @@ done
 
 log "creating role $PG_USER and a fresh database $PG_DB"
 as_superuser <<SQL
+SET client_min_messages = warning;
 SELECT format('CREATE ROLE %I LOGIN', '$PG_USER') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_USER')
 \gexec
 ALTER ROLE "$PG_USER" LOGIN PASSWORD '$PG_PASSWORD';

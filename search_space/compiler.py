@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import keyword
 import operator
 import re
 
@@ -14,11 +15,16 @@ from search_space import layers
 from search_space.genome import Genome
 from search_space.ops import get_op
 
+# Names a submodule must not take: a GraphModule's own attributes (``training``, ``forward``, ``code``, ...) and
+# ``self``, which the generated forward's local variable of that name would shadow.
+_TAKEN = frozenset(dir(fx.GraphModule(nn.Module(), fx.Graph()))) | {"self"}
+
 
 def module_name(node: str) -> str:
-    """A Python identifier for a node name (``conv-1`` -> ``conv_1``)."""
+    """A Python identifier for a node name that is no keyword or GraphModule attribute (``conv-1`` -> ``conv_1``)."""
     name = re.sub(r"\W", "_", node)
-    return name if name and not name[0].isdigit() else f"n_{name}"
+    clash = not name or name[0].isdigit() or name.startswith("_") or keyword.iskeyword(name) or name in _TAKEN
+    return f"n_{name}" if clash else name
 
 
 def build_model(genome: Genome, init: str = "default", batch: torch.Tensor | None = None) -> fx.GraphModule:

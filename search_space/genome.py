@@ -182,12 +182,18 @@ class Genome:
         for node in data["nodes"]:
             if not isinstance(node, dict) or "id" not in node or "op" not in node:
                 raise GenomeError(f"{where}: every node needs 'id' and 'op', got {node!r}")
+            if str(node["id"]) in graph:
+                raise GenomeError(f"{where}: node {str(node['id'])!r} is defined twice; node ids must be unique")
             attrs = {k: v for k, v in node.items() if k != "id"}
             graph.add_node(str(node["id"]), **attrs)
         for edge in data.get("edges", []):
             if not isinstance(edge, dict) or str(edge.get("source")) not in graph or str(edge.get("target")) not in graph:
                 raise GenomeError(f"{where}: edge {edge!r} must join two existing node ids")
-            graph.add_edge(str(edge["source"]), str(edge["target"]), slot=int(edge.get("slot", 0)))
+            slot = edge.get("slot", 0)
+            if isinstance(slot, bool) or not isinstance(slot, int):
+                raise GenomeError(f"{where}: edge {edge['source']!r} -> {edge['target']!r}: 'slot' must be an integer, "
+                                  f"got {slot!r}")
+            graph.add_edge(str(edge["source"]), str(edge["target"]), slot=slot)
         return cls(graph)
 
     @classmethod
@@ -196,15 +202,19 @@ class Genome:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise GenomeError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise GenomeError(f"{where}: JSON nested too deeply to be a genome") from None
         return cls.from_dict(data, where)
 
     @classmethod
     def load(cls, path: str | Path) -> "Genome":
         """Reads a genome JSON file; a missing or unreadable file is a GenomeError naming it."""
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise GenomeError(f"{path}: cannot read genome file ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise GenomeError(f"{path}: not a UTF-8 text file (byte {exc.start}); expected genome JSON") from None
         return cls.from_json(text, str(path))
 
     def save(self, path: str | Path) -> None:

@@ -26,6 +26,7 @@ class Attr:
     default: Any = None
     choices: tuple | None = None
     minimum: float | None = None
+    maximum: float | None = None
 
 
 class Op(ABC):
@@ -62,7 +63,7 @@ def register(cls: type[Op]) -> type[Op]:
 
 def get_op(name: str, node: str = "?") -> Op:
     """The op called ``name``; an unknown name is a GenomeError that lists the valid ones."""
-    if name not in REGISTRY:
+    if not isinstance(name, str) or name not in REGISTRY:
         raise GenomeError(f"node {node!r}: unknown op {name!r}; valid ops: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
 
@@ -153,7 +154,7 @@ class Reshape(Op):
         return layers.Reshape(out)
 
     def short(self, a):
-        return "r" + "x".join(map(str, a["shape"]))
+        return "r" + "x".join("*" if d == -1 else str(d) for d in a["shape"])
 
 
 @register
@@ -173,7 +174,7 @@ class Flatten(Op):
 @register
 class Permute(Op):
     name = "permute"
-    attrs = {"seed": Attr(int, 0, minimum=0)}
+    attrs = {"seed": Attr(int, 0, minimum=0, maximum=2**63 - 1)}  # torch.Generator seeds are 64-bit
 
     def out_shape(self, node, a, ins):
         return ins[0]
@@ -258,7 +259,7 @@ class Dropout(Op):
         return nn.Dropout(a["p"])
 
     def short(self, a):
-        return f"do{round(a['p'] * 100)}" if a["p"] else ""
+        return f"do{round(a['p'] * 100)}" if round(a["p"] * 100) else ""
 
 
 @register
@@ -386,6 +387,8 @@ def _coerce(node: str, key: str, spec: Attr, value: Any) -> Any:
         raise bad
     if spec.minimum is not None and value < spec.minimum:
         raise GenomeError(f"node {node!r}: attribute {key!r} must be >= {spec.minimum}, got {value!r}")
+    if spec.maximum is not None and value > spec.maximum:
+        raise GenomeError(f"node {node!r}: attribute {key!r} must be <= {spec.maximum}, got {value!r}")
     return value
 
 

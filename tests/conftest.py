@@ -1,0 +1,49 @@
+"""Shared by the test modules: a scratch working directory, a tiny study, the ``nas`` command as a real process."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+# Idle OpenMP threads sleep instead of spinning: tests start several torch processes on few shared cores, where
+# spinning threads (torch's default) double the CPU time. Set before anything imports torch; CI may override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# A study that trains in about a second: tiny synthetic data, one epoch, no pruning, no dense baseline.
+TINY_STUDY = {
+    "name": "tiny",
+    "dataset": {"name": "synthetic", "shape": [32], "classes": 4, "samples": 200},
+    "search_space": {"preset": "perm-cnn-1d", "stages": 1, "channels": [8], "input_permutations": [1]},
+    "sampler": {"name": "random", "seed": 0},
+    "pruner": {"name": "none", "min_epochs": 1, "max_epochs": 1},
+    "training": {"batch_size": 32},
+    "budget": {"trials": 4},
+    "baseline": {"trials": 0},
+}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh current directory (``runs/`` lands here) with its own dataset cache."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def write_study(path: Path, **changes) -> Path:
+    """Writes TINY_STUDY with top-level keys replaced by ``changes`` as YAML."""
+    path.write_text(yaml.safe_dump({**TINY_STUDY, **changes}))
+    return path
+
+
+def nas_env(cwd: Path) -> dict[str, str]:
+    """Environment for a ``nas`` subprocess: the dataset cache under ``cwd``, no colour codes."""
+    return {**os.environ, "NAS_CACHE_DIR": str(cwd / "cache"), "NO_COLOR": "1"}
+
+
+def nas_command(*args: str) -> list[str]:
+    """The ``nas`` command line with this interpreter (the console script may not be on PATH)."""
+    return [sys.executable, "-m", "nas.cli", *map(str, args)]
