@@ -1,0 +1,192 @@
+"""The Ray Tune backend on real Ray and real training: a driver killed mid-study then resumed, the same records
+as the local backend, the rung rule's PRUNED trials, ``nas status``, and a two-node cluster on one machine."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+ray = pytest.importorskip("ray")
+
+from nas.cli import main  # noqa: E402
+from nas.config import parse_config  # noqa: E402
+from nas.runner import counted_trials  # noqa: E402
+from nas.summary import trained  # noqa: E402
+
+STUDY = {
+    "name": "r",
+    "dataset": {"name": "synthetic", "shape": [32], "classes": 4, "samples": 300},
+    "search_space": {"preset": "perm-cnn-1d"},
+    "pruner": {"name": "asha", "min_epochs": 1, "max_epochs": 3, "reduction_factor": 3},
+    "training": {"lr": 0.01, "batch_size": 64},
+    "budget": {"trials": 6},
+    "baseline": {"trials": 0},
+    "execution": {"backend": "ray", "workers": 2},
+}
+
+
+def write_study(folder, **changes) -> tuple[str, str]:
+    """A study file in ``folder`` with its storage beside it; returns (file, storage URL)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{folder}/study.db"
+    path = folder / "r.yaml"
+    path.write_text(yaml.safe_dump({**STUDY, "storage": url, **changes}))
+    return str(path), url
+
+
+def trials_of(url: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="r", storage=url).get_trials()
+
+
+def started_trials(url: str) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials, or none while the driver has not created it yet."""
+    try:
+        return trials_of(url)
+    except KeyError:
+        return []
+
+
+def record_kinds(trials: list, state: TrialState) -> set[str]:
+    """The user attributes every trained (not infeasible, not copied) trial in ``state`` has."""
+    keys = [set(t.user_attrs) for t in trials if t.state == state
+            and "infeasible" not in t.user_attrs and "duplicate_of" not in t.user_attrs]
+    return set.intersection(*keys) if keys else set()
+
+
+def kill_driver_mid_study(study_file: str, url: str, cwd, env: dict) -> None:
+    """Runs ``nas run --backend ray`` as its own process and SIGKILLs it once a trial has completed and another
+    is training."""
+    command = [sys.executable, "-m", "nas.cli", "run", study_file, "--backend", "ray"]
+    driver = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              start_new_session=True)
+    try:
+        deadline = time.time() + 150
+        while True:
+            assert driver.poll() is None, f"the driver ended before it was killed: {driver.stderr.read()[-2000:]}"
+            assert time.time() < deadline, "no trial completed within 150 s"
+            trials = started_trials(url)
+            if any(t.state == TrialState.COMPLETE for t in trials) and \
+                    any(t.state == TrialState.RUNNING and "curve" in t.user_attrs for t in trials):
+                break
+            time.sleep(0.2)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)  # Ray's agents that outlive their driver
+        except ProcessLookupError:
+            pass
+        driver.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def killed_then_resumed(tmp_path_factory):
+    """The small study run locally (1 worker), and on Ray: a driver killed mid-study, then ``nas run`` again
+    from this process on a 2-CPU local Ray runtime."""
+    root = tmp_path_factory.mktemp("ray-study")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("NAS_CACHE_DIR", str(root / "cache"))
+        local_file, local_url = write_study(root / "local", execution={"backend": "local", "workers": 1})
+        assert main(["run", local_file]) == 0
+        ray_file, ray_url = write_study(root / "ray")
+        kill_driver_mid_study(ray_file, ray_url, root, dict(os.environ))
+        before = trials_of(ray_url)
+        ray.init(num_cpus=2, include_dashboard=False)
+        try:
+            assert main(["run", ray_file, "--backend", "ray"]) == 0
+        finally:
+            ray.shutdown()
+        yield {"local": trials_of(local_url), "before": before, "after": trials_of(ray_url),
+               "ray_file": ray_file, "ray_url": ray_url, "root": root}
+
+
+def test_a_killed_drivers_running_trials_are_failed_and_the_rerun_finishes_the_budget(killed_then_resumed):
+    before, after = killed_then_resumed["before"], {t.number: t for t in killed_then_resumed["after"]}
+    completed = {t.number: t.values for t in before if t.state == TrialState.COMPLETE}
+    running = {t.number for t in before if t.state == TrialState.RUNNING}
+    assert completed and running
+    assert {n: after[n].values for n in completed} == completed
+    assert all(after[n].state == TrialState.COMPLETE for n in completed)
+    for n in running:
+        assert after[n].state == TrialState.FAIL and after[n].user_attrs["killed"]
+        assert after[n].user_attrs["reason"] == "worker died while the trial was running"
+    study = optuna.load_study(study_name="r", storage=killed_then_resumed["ray_url"])
+    assert counted_trials(study) == 6 and all(t.state.is_finished() for t in after.values())
+    rerun = [t for t in after.values() if t.number not in {b.number for b in before}]
+    assert rerun and {t.user_attrs["pid"] for t in rerun} == {os.getpid()}, \
+        "the driver (this process) reserves every trial of the rerun"
+
+
+def test_a_ray_study_holds_the_same_records_as_a_local_one(killed_then_resumed):
+    local = killed_then_resumed["local"]
+    on_ray = [t for t in killed_then_resumed["after"] if not t.user_attrs.get("killed")]
+    assert len(on_ray) == 6 and {t.state for t in on_ray} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    for state in (TrialState.COMPLETE, TrialState.PRUNED):
+        if any(t.state == state for t in local):
+            missing = record_kinds(local, state) - record_kinds(on_ray, state)
+            assert not missing, f"{state.name} trials on Ray lack {sorted(missing)}"
+    for t in on_ray:
+        attrs = t.user_attrs
+        assert attrs["genome"] and attrs["family"]
+        if "duplicate_of" not in attrs:  # a copy of a trained genome is told by the driver, never sent to Ray
+            assert attrs["curve"] and attrs["node"]
+        if trained(t):
+            assert t.values == [attrs["val_accuracy"], attrs["params"]] and attrs["weights_artifact"]
+            assert 0.0 <= attrs["test_accuracy"] <= 1.0
+    assert list((killed_then_resumed["root"] / "runs" / "r" / "ray").glob("r-*/trial-*"))
+
+
+def test_the_rung_rule_prunes_ray_trials_and_only_full_fits_complete(killed_then_resumed):
+    on_ray = killed_then_resumed["after"]
+    pruned = [t for t in on_ray if t.state == TrialState.PRUNED]
+    assert pruned, "6 trials with reduction factor 3 at rung 1 should stop some"
+    for t in pruned:
+        attrs = t.user_attrs
+        assert t.values is None and attrs["epochs"] < 3 and "rung at epoch" in attrs["reason"]
+        assert len(attrs["curve"]) == attrs["epochs"]
+        assert attrs[f"rung_{attrs['epochs']}"] == attrs["curve"][-1]["val_accuracy"]
+    for t in on_ray:
+        if t.state == TrialState.COMPLETE and "infeasible" not in t.user_attrs:
+            assert t.user_attrs["epochs"] == 3 and len(t.user_attrs["curve"]) == 3
+
+
+def test_nas_status_reads_a_ray_study(killed_then_resumed, capsys):
+    capsys.readouterr()
+    assert main(["status", killed_then_resumed["ray_file"], "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    counts = status["trials"]
+    assert counts["complete"] + counts["pruned"] == 6 and counts["running"] == 0
+    assert status["pareto"] and all(row["epochs"] == 3 for row in status["pareto"])
+
+
+def test_trials_run_on_both_nodes_of_a_two_node_cluster(tmp_path, monkeypatch):
+    from ray.cluster_utils import Cluster
+
+    from nas.ray_backend import run_study_on_ray
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        node_ids = {node.node_id for node in cluster.list_all_nodes()}
+        _, url = write_study(tmp_path)
+        config = parse_config({**STUDY, "storage": url, "budget": {"trials": 2},
+                               "pruner": {"name": "none", "min_epochs": 1, "max_epochs": 1}})
+        study, baseline = run_study_on_ray(config, url, address=cluster.address)
+        assert baseline is None and not ray.is_initialized(), "the driver leaves the cluster it joined"
+    finally:
+        cluster.shutdown()
+    trials = study.get_trials()
+    assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert {t.user_attrs["node"] for t in trials} == node_ids
