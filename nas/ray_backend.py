@@ -81,7 +81,7 @@ def run_plan_on_ray(plan: RunPlan, study_config: StudyConfig, deadline: float | 
                     label: str) -> optuna.Study:
     """One search (the study or its baseline) as one Ray Tune experiment under ``runs/<study>/ray/``."""
     study = create_study(plan.config, plan.url)
-    stale = fail_stale_trials(study)
+    stale = fail_stale_trials(study, url=plan.url)
     if stale:
         console.print(f"marked {len(stale)} trial(s) of a dead run FAIL: {stale}")
     if counted_trials(study) >= plan.budget:
