@@ -180,7 +180,7 @@ def rung_verdict(study: optuna.Study, config: StudyConfig, number: int, epoch: i
                  attrs: dict) -> str | None:
     """Why trial ``number`` stops at rung ``epoch``, or None if it continues.
 
-    It continues when ``rung_survivors`` (top ``max(1, n // reduction_factor)`` by Pareto rank) keeps it among
+    It continues when ``rung_survivors`` (top ``ceil(n / reduction_factor)`` by Pareto rank) keeps it among
     the ``n`` trials that reached the rung: the others' ``rung_<E>`` records plus its own ``val_accuracy``.
     """
     records = rung_records(study, epoch, config.objectives, number)
