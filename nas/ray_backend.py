@@ -40,9 +40,9 @@ except ImportError:  # the CLI imports this module only for backend 'ray'
 
 from nas.ray_scheduler import RungScheduler
 from nas.ray_searcher import OUTCOME, DriverOnly, StudySearcher
-from nas.runner import RunPlan, counted_trials, create_study, make_sampler, plan_context
-from nas.storage import fail_stale_trials, mask_url, open_storage, sqlite_path
-from nas.study import ProgressReporter, baseline_config, preflight
+from nas.runner import RunPlan, create_study, make_sampler, plan_context
+from nas.storage import mask_url, open_storage, sqlite_path
+from nas.study import ProgressReporter, baseline_config, open_plan, preflight
 from nas.trial import PreparedTrial, record_epoch, record_failure, record_result, upload_weights
 from search_space import Genome
 
@@ -80,12 +80,8 @@ def run_study_on_ray(config: StudyConfig, url: str, address: str | None = None,
 def run_plan_on_ray(plan: RunPlan, study_config: StudyConfig, deadline: float | None, console: Console,
                     label: str) -> optuna.Study:
     """One search (the study or its baseline) as one Ray Tune experiment under ``runs/<study>/ray/``."""
-    study = create_study(plan.config, plan.url)
-    stale = fail_stale_trials(study, url=plan.url)
-    if stale:
-        console.print(f"marked {len(stale)} trial(s) of a dead run FAIL: {stale}")
-    if counted_trials(study) >= plan.budget:
-        console.print(f"{label}: budget of {plan.budget} trials already used; nothing to run")
+    study, budget_left = open_plan(plan, console, label)
+    if not budget_left:
         return study
     execution = study_config.execution
     driver_study = optuna.load_study(study_name=plan.config.name, storage=open_storage(plan.url),

@@ -85,13 +85,21 @@ class ProgressReporter:
             self.progress.stop()
 
 
-def run_plan(plan: RunPlan, workers: int, deadline: float | None, console: Console, label: str) -> optuna.Study:
+def open_plan(plan: RunPlan, console: Console, label: str) -> tuple[optuna.Study, bool]:
+    """Creates or resumes the plan's study, fails dead runs' trials; returns it and whether budget is left."""
     study = create_study(plan.config, plan.url)
     stale = fail_stale_trials(study, url=plan.url)
     if stale:
         console.print(f"marked {len(stale)} trial(s) of a dead run FAIL: {stale}")
     if counted_trials(study) >= plan.budget:
         console.print(f"{label}: budget of {plan.budget} trials already used; nothing to run")
+        return study, False
+    return study, True
+
+
+def run_plan(plan: RunPlan, workers: int, deadline: float | None, console: Console, label: str) -> optuna.Study:
+    study, budget_left = open_plan(plan, console, label)
+    if not budget_left:
         return study
     reporter = ProgressReporter(study, plan.budget, label, console)
     try:
