@@ -31,9 +31,9 @@ import torch
 import yaml
 
 from evaluators.datasets import load_dataset
-from nas.config import load_config
-from nas.space import resolve_space, sample_genome
-from nas.trial import suggest_value
+from nas.study.config import load_config
+from nas.search.genomes import resolve_space, sample_genome
+from nas.study.config import suggest_value
 from search_space import GenomeError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,10 +24,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas.config import parse_config  # noqa: E402
-from nas.study import run_plan  # noqa: E402
-from nas.runner import RunPlan  # noqa: E402
-from nas.summary import hypervolume, pareto_trials, params_reference  # noqa: E402
+from nas.execution.local import LocalBackend  # noqa: E402
+from nas.study.config import parse_config  # noqa: E402
+from nas.study.plan import RunPlan  # noqa: E402
+from nas.study.run import QuietReporter, run_plan  # noqa: E402
+from nas.study.summary import hypervolume, pareto_trials, params_reference  # noqa: E402
 
 METHODS = {
     "nsga2+asha (default)": {"sampler": "nsga2", "pruner": "asha"},
@@ -48,13 +49,12 @@ def study_config(base: dict, method: dict, seed: int, minutes: float, workers: i
 
 
 def run_one(base: dict, method: dict, seed: int, minutes: float, workers: int) -> dict:
-    from rich.console import Console
-
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/study.db"
         config = parse_config(study_config(base, method, seed, minutes, workers, url))
         started = time.perf_counter()
-        study = run_plan(RunPlan(config, url), workers, time.time() + 60 * minutes, Console(quiet=True), "bench")
+        study = run_plan(RunPlan(config, url), LocalBackend(workers), time.time() + 60 * minutes, QuietReporter(),
+                         "bench")
         wall = time.perf_counter() - started
         trials = study.get_trials(deepcopy=False)
         epochs = sum(len(t.user_attrs.get("curve", [])) for t in trials)

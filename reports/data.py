@@ -13,8 +13,9 @@ import networkx as nx
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.storage import mask_url
-from nas.summary import baseline_study_name, hypervolume, params_reference, pareto_trials, state_counts, trained
+from nas.study.records import TrialRecord
+from nas.study.storage import mask_url
+from nas.study.summary import Headline, headline, hypervolume, params_reference, pareto_trials, state_counts, trained
 from reports.choices import Choices, choices_data
 from search_space import Genome, GenomeError
 
@@ -80,23 +81,13 @@ class Hypervolume:
 
 
 @dataclass(frozen=True)
-class Headline:
-    """Whether (and by how much) the smallest searched genome that beats the best dense baseline is smaller."""
-
-    text: str
-    best_dense: TrialPoint | None
-    smallest_beating: TrialPoint | None
-    size_ratio: float | None  # dense params / beating params
-
-
-@dataclass(frozen=True)
 class ReportData:
     study: str
     storage: str  # masked
     config: dict
     counts: dict[str, int]  # complete (incl. duplicates), pruned, failed, infeasible, running
     points: list[TrialPoint]  # every finished trial of the search
-    pareto: list[TrialPoint]  # nas.summary.pareto_trials, by increasing params
+    pareto: list[TrialPoint]  # nas.study.summary.pareto_trials, by increasing params
     baseline_study: str | None
     baseline_front: list[TrialPoint]
     headline: Headline
@@ -117,39 +108,15 @@ class ReportData:
 
 def is_finished(trial: FrozenTrial) -> bool:
     """A trial with a result to draw (see the module docstring)."""
-    a = trial.user_attrs
-    if a.get("params") is None or "infeasible" in a:
-        return False
-    if trial.state == TrialState.COMPLETE:
-        return a.get("val_accuracy") is not None
-    return trial.state == TrialState.PRUNED and bool(a.get("curve"))
+    return TrialRecord.of(trial).has_point
 
 
 def trial_point(trial: FrozenTrial) -> TrialPoint:
-    a = trial.user_attrs
-    complete = trial.state == TrialState.COMPLETE
-    curve = a.get("curve") or []
-    accuracy = a["val_accuracy"] if complete else curve[-1]["val_accuracy"]
-    return TrialPoint(trial.number, "complete" if complete else "pruned", float(accuracy),
-                      a.get("test_accuracy") if complete else None, int(a["params"]), a.get("flops"),
-                      int(a.get("epochs", len(curve))), a.get("summary", ""), a.get("family") or "unknown",
-                      a.get("zoo"), a.get("duplicate_of"))
-
-
-def headline(front: list[TrialPoint], baseline_front: list[TrialPoint]) -> Headline:
-    """Best dense = highest val accuracy; a genome beats it with higher accuracy and fewer parameters."""
-    if not baseline_front:
-        return Headline("No dense baseline in this storage to compare with.", None, None, None)
-    dense = max(baseline_front, key=lambda p: (p.val_accuracy, -p.params))
-    dense_text = f"the best dense baseline ({dense.val_accuracy:.1%} with {dense.params:,} params)"
-    beating = [p for p in front if p.val_accuracy > dense.val_accuracy and p.params < dense.params]
-    if not beating:
-        return Headline(f"No searched genome beats {dense_text} with fewer parameters yet.", dense, None, None)
-    best = min(beating, key=lambda p: (p.params, -p.val_accuracy))
-    ratio = dense.params / best.params
-    fraction = f"1/{ratio:.0f}" if ratio >= 2 else f"1/{ratio:.2f}"
-    return Headline(f"Trial {best.number} ({best.val_accuracy:.1%}) beats {dense_text} with {fraction} of its "
-                    f"parameters ({best.params:,}).", dense, best, ratio)
+    r = TrialRecord.of(trial)
+    complete = r.state == TrialState.COMPLETE
+    return TrialPoint(r.number, "complete" if complete else "pruned", float(r.last_val_accuracy),
+                      r.test_accuracy if complete else None, int(r.params), r.flops, r.epochs_done, r.summary,
+                      r.family or "unknown", r.zoo, r.duplicate_of)
 
 
 def hypervolume_data(trials: list[FrozenTrial], baseline: list[FrozenTrial] | None, reference: float) -> Hypervolume:
@@ -210,9 +177,9 @@ def export_command(target: str, number: int, study: str, storage: str | None) ->
 
 
 def pareto_detail(trial: FrozenTrial, target: str, study: str, storage: str | None) -> ParetoDetail:
-    curve = trial.user_attrs.get("curve") or []
-    return ParetoDetail(trial_point(trial), [int(c["epoch"]) for c in curve],
-                        [float(c["val_accuracy"]) for c in curve], genome_drawing(trial.user_attrs.get("genome")),
+    record = TrialRecord.of(trial)
+    return ParetoDetail(trial_point(trial), [int(c["epoch"]) for c in record.curve],
+                        [float(c["val_accuracy"]) for c in record.curve], genome_drawing(record.genome),
                         export_command(target, trial.number, study, storage))
 
 
@@ -229,11 +196,10 @@ def report_data(study: optuna.Study, baseline: optuna.Study | None, target: str 
     return ReportData(
         study=study.study_name, storage=mask_url(url), config=study.user_attrs.get("config", {}),
         counts=state_counts(trials), points=points, pareto=pareto,
-        baseline_study=baseline_study_name(study), baseline_front=baseline_front,
+        baseline_study=study.user_attrs.get("baseline_study"), baseline_front=baseline_front,
         headline=headline(pareto, baseline_front),
         hypervolume=hypervolume_data(trials, baseline_trials, params_reference(study)),
         choices=choices_data(study, [t for t in trials if trained(t)]),
         details=[pareto_detail(t, target, study.study_name, storage) for t in front],
-        infeasible_zoo=[t.user_attrs["zoo"] for t in trials
-                        if "infeasible" in t.user_attrs and t.user_attrs.get("zoo")],
+        infeasible_zoo=[r.zoo for r in map(TrialRecord.of, trials) if r.infeasible is not None and r.zoo],
         generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"))

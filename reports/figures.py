@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from reports.choices import Choices
 from reports.data import GenomeDrawing, Hypervolume, ParetoDetail, ReportData, TrialPoint
 
-FAMILY_COLORS = {  # the layer designs of nas.space.genome_family, in a colour-blind-safe order
+FAMILY_COLORS = {  # the layer designs of nas.search.genomes.genome_family, in a colour-blind-safe order
     "plain": "#0072B2", "permutation": "#E69F00", "twist": "#009E73", "grouped-pattern": "#CC79A7",
     "decomposed": "#D55E00", "dense": "#56B4E9", "unknown": "#999999",
 }

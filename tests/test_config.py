@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.config import load_config, parse_config
+from nas.study.config import load_config, parse_config
 from nas.errors import ConfigError
 
 STUDIES = sorted(Path(__file__).resolve().parents[1].joinpath("studies").glob("*.yaml"))

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from nas.pareto import crowding_distance, dominates, hypervolume_2d, non_dominated_fronts, pareto_rank, rung_survivors
+from nas.scheduling.pareto import crowding_distance, dominates, hypervolume_2d, non_dominated_fronts, pareto_rank, rung_survivors
 
 
 def test_dominance_and_fronts():

@@ -15,7 +15,7 @@ import sqlalchemy
 from conftest import nas_command, nas_env, write_study
 from optuna.trial import TrialState
 
-from nas.storage import mask_url, open_storage
+from nas.study.storage import mask_url, open_storage
 
 DEFAULT_URL = "postgresql://nas:nas@127.0.0.1:5432/nas_test"
 

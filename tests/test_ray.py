@@ -17,9 +17,9 @@ from optuna.trial import TrialState
 ray = pytest.importorskip("ray")
 
 from nas.cli import main  # noqa: E402
-from nas.config import parse_config  # noqa: E402
-from nas.runner import counted_trials  # noqa: E402
-from nas.summary import trained  # noqa: E402
+from nas.study.config import parse_config  # noqa: E402
+from nas.study.plan import counted_trials  # noqa: E402
+from nas.study.summary import trained  # noqa: E402
 
 STUDY = {
     "name": "r",
@@ -171,7 +171,8 @@ def test_nas_status_reads_a_ray_study(killed_then_resumed, capsys):
 def test_trials_run_on_both_nodes_of_a_two_node_cluster(tmp_path, monkeypatch):
     from ray.cluster_utils import Cluster
 
-    from nas.ray_backend import run_study_on_ray
+    from nas.execution.ray.driver import RayBackend
+    from nas.study.run import run_study
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
@@ -183,7 +184,7 @@ def test_trials_run_on_both_nodes_of_a_two_node_cluster(tmp_path, monkeypatch):
         _, url = write_study(tmp_path)
         config = parse_config({**STUDY, "storage": url, "budget": {"trials": 2},
                                "pruner": {"name": "none", "min_epochs": 1, "max_epochs": 1}})
-        study, baseline = run_study_on_ray(config, url, address=cluster.address)
+        study, baseline = run_study(config, url, RayBackend(address=cluster.address))
         assert baseline is None and not ray.is_initialized(), "the driver leaves the cluster it joined"
     finally:
         cluster.shutdown()

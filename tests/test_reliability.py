@@ -20,7 +20,7 @@ from conftest import TINY_STUDY, nas_command, nas_env, write_study
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.cli import main
-from nas.storage import open_storage
+from nas.study.storage import open_storage
 
 URL = "sqlite:///runs/{name}/study.db"  # the default storage, relative to the working directory
 
@@ -49,9 +49,9 @@ def assert_failures_listed(study_file: Path, failed: list[FrozenTrial], capsys) 
 
 
 def test_a_crashing_trial_is_recorded_fail_and_the_study_goes_on(workdir, monkeypatch, capsys):
-    import nas.trial
+    import nas.execution.trial
 
-    real_train, calls = nas.trial.train, []
+    real_train, calls = nas.execution.trial.train, []
 
     def train_that_crashes_once(*args, **kwargs):
         calls.append(1)
@@ -59,7 +59,7 @@ def test_a_crashing_trial_is_recorded_fail_and_the_study_goes_on(workdir, monkey
             raise RuntimeError("CUDA out of memory (simulated)")
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(nas.trial, "train", train_that_crashes_once)
+    monkeypatch.setattr(nas.execution.trial, "train", train_that_crashes_once)
     study_file = write_study(workdir / "crash.yaml", name="crash")
     assert main(["run", str(study_file)]) == 0
     trials = trials_of("crash")

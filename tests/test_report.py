@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from evaluators import training
 from nas.cli import main
-from nas.summary import hypervolume, params_reference, pareto_trials, trained
+from nas.study.summary import hypervolume, params_reference, pareto_trials, trained
 from reports.data import report_data
 from search_space import Genome
 

@@ -9,7 +9,7 @@ import yaml
 from optuna.trial import TrialState
 
 from nas.cli import main
-from nas.summary import trained
+from nas.study.summary import trained
 
 BASE = {
     "name": "s",

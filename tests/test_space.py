@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nas.errors import ConfigError
-from nas.space import PRESETS, dense_space, genome_family, resolve_space, sample_genome, sample_mlp
+from nas.search.genomes import PRESETS, dense_space, genome_family, resolve_space, sample_genome, sample_mlp
 from search_space import GenomeError, build_model, get_zoo
 from search_space.ops import REGISTRY
 

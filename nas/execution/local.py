@@ -1,0 +1,89 @@
+"""The local backend: N worker processes share the study's storage and one trial budget."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from typing import Callable
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from nas.execution.trial import run_trial, trial_context
+from nas.search.samplers import make_sampler
+from nas.study.config import StudyConfig, parse_config
+from nas.study.plan import RunPlan, reserve_trial
+from nas.study.run import no_session
+from nas.study.storage import fail_stale_trials, open_storage
+
+
+class LocalBackend:
+    """Runs ``workers`` processes on this machine (in this process for one), each with
+    ``torch.set_num_threads(max(1, cores // workers))``."""
+
+    session = staticmethod(no_session)
+
+    def __init__(self, workers: int):
+        self.workers = workers
+
+    def describe(self, config: StudyConfig) -> str:
+        return f"{self.workers} worker(s)"
+
+    def run(self, plan: RunPlan, deadline: float | None, poll: Callable[[], None]) -> None:
+        run_workers(plan, self.workers, deadline, poll)
+
+
+def worker_loop(plan: RunPlan, worker: int, threads: int, deadline: float | None,
+                on_trial: Callable[[int, TrialState], None] | None = None) -> None:
+    """Reserve, evaluate, repeat until the budget or the deadline is reached."""
+    torch.set_num_threads(threads)
+    config = plan.config
+    study = optuna.load_study(study_name=config.name, storage=open_storage(plan.url),
+                              sampler=make_sampler(config, worker))
+    ctx = trial_context(plan, study, threads)
+    while deadline is None or time.time() < deadline:
+        trial = reserve_trial(study, plan)
+        if trial is None:
+            return
+        state = run_trial(ctx, trial)
+        if on_trial is not None:
+            on_trial(trial.number, state)
+
+
+def _spawned_worker(config_data: dict, url: str, worker: int, threads: int, deadline: float | None) -> None:
+    worker_loop(RunPlan(parse_config(config_data), url), worker, threads, deadline)
+
+
+def run_workers(plan: RunPlan, workers: int, deadline: float | None,
+                poll: Callable[[], None] | None = None) -> None:
+    """Runs ``workers`` processes (in-process for one) until the budget or deadline; ``poll`` runs each second."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    if workers == 1:
+        worker_loop(plan, 0, threads, deadline, on_trial=(lambda *_: poll()) if poll else None)
+        return
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_spawned_worker, daemon=False,
+                                 args=(plan.config.model_dump(mode="json"), plan.url, i, threads, deadline))
+                 for i in range(workers)]
+    for process in processes:
+        process.start()
+    try:
+        while any(p.is_alive() for p in processes):
+            if poll is not None:
+                poll()
+            for p in processes:
+                p.join(timeout=1.0 / workers)
+    finally:
+        for p in processes:
+            if p.is_alive():
+                p.terminate()
+                p.join()
+    if poll is not None:
+        poll()
+    crashed = [p.exitcode for p in processes if p.exitcode not in (0, None)]
+    if crashed:
+        study = optuna.load_study(study_name=plan.config.name, storage=open_storage(plan.url))
+        fail_stale_trials(study, url=plan.url)
+        raise RuntimeError(f"{len(crashed)} worker process(es) exited with codes {crashed}; "
+                           "their running trials were marked FAIL, run again to finish the budget")

@@ -1,0 +1,117 @@
+"""Ray Tune's "what to try next": a Searcher that asks and tells the study's own Optuna study in its storage.
+
+``suggest`` reserves a trial under the study's budget lock (so the driver's pid and host are its ``pid``/``host``
+and a dead driver's trials are swept like a dead local worker's), samples its genome define-by-run here in the
+driver, and hands Ray the genome's JSON, the training values and the trial number. Infeasible genomes and copies
+of trained ones are told at once and never reach Ray. ``on_trial_complete`` tells the outcome: COMPLETE with
+the objective values of a full-length fit, PRUNED when the rung rule stopped it (never COMPLETE with partial
+values, which is what Ray's stock OptunaSearch records), FAIL with a reason otherwise.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from nas.execution.trial import PreparedTrial, TrialContext, objective_values, prepare_trial, record_failure
+from nas.study.plan import RunPlan, reserve_trial
+from nas.study.records import write
+
+OUTCOME = "outcome"  # result key of a trial's last report: 'complete' or 'fail'; absent on per-epoch reports
+
+
+class DriverOnly:
+    """Leaves live handles (study, storage, console) out of pickles.
+
+    ``tune.Tuner`` pickles its searcher, scheduler and callbacks into ``tuner.pkl`` for ``Tuner.restore``. This
+    backend never restores from it: a run resumes from the study's storage (``nas run`` again).
+    """
+
+    driver_only: tuple[str, ...] = ()
+
+    def __getstate__(self) -> dict:
+        return {k: None if k in self.driver_only else v for k, v in self.__dict__.items()}
+
+
+class StudySearcher(DriverOnly, Searcher):
+    """Suggests the study's next trials and records how each Ray trial ended."""
+
+    driver_only = ("ctx", "live")
+
+    def __init__(self, ctx: TrialContext, plan: RunPlan, deadline: float | None = None):
+        super().__init__()
+        self.ctx, self.plan, self.deadline = ctx, plan, deadline
+        self.live: dict[str, optuna.Trial] = {}     # Ray trial id -> the reserved Optuna trial
+        self.rung_reasons: dict[int, str] = {}      # trial number -> why the rung rule stopped it
+        self.unrecorded: list[str] = []             # trials whose outcome the storage refused (raised after the run)
+        self.finished = False                       # the budget or the deadline is used up
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        """The next trial that needs training, or FINISHED when the budget (or the deadline) is used up."""
+        while self.deadline is None or time.time() < self.deadline:
+            trial = reserve_trial(self.ctx.study, self.plan)
+            if trial is None:
+                break
+            try:
+                prepared = prepare_trial(self.ctx, trial)
+            except Exception as exc:  # a trial's crash is recorded, the study goes on (as run_trial does)
+                record_failure(trial, exc)
+                self.ctx.study.tell(trial, state=TrialState.FAIL)
+                continue
+            if isinstance(prepared, PreparedTrial):
+                write(trial, ray_trial=trial_id)
+                self.live[trial_id] = trial
+                return ray_params(trial.number, prepared)
+        self.finished = True
+        return Searcher.FINISHED
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: the study's storage holds this searcher's state."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Nothing to restore: see ``save``."""
+
+    def note_rung_stop(self, number: int, reason: str) -> None:
+        """The scheduler stopped trial ``number`` at a rung: it will be told PRUNED with ``reason``."""
+        self.rung_reasons[number] = reason
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        trial = self.live.pop(trial_id, None)
+        if trial is None:
+            return
+        try:
+            self._tell(trial, trial_id, result or {}, error)
+        except Exception as exc:  # Ray would only log it: kept and raised once the run is over
+            self.unrecorded.append(f"trial {trial.number}: {type(exc).__name__}: {exc}"[:300])
+
+    def _tell(self, trial: optuna.Trial, trial_id: str, result: dict, error: bool) -> None:
+        study = self.ctx.study
+        reason = self.rung_reasons.pop(trial.number, None)
+        if error:
+            write(trial, reason=f"Ray trial {trial_id} errored outside training (a node that cannot reach the "
+                                f"storage, or a dead actor or node) after {self.ctx.config.execution.max_failures} "
+                                f"retries; its error.txt is under the run's ray/ folder")
+            study.tell(trial, state=TrialState.FAIL)
+        elif result.get(OUTCOME) == "complete":
+            trial.set_constraint("violation", 0.0)
+            study.tell(trial, objective_values(self.ctx.config, result))
+        elif result.get(OUTCOME) == "fail":
+            study.tell(trial, state=TrialState.FAIL)  # the trainable wrote the reason
+        elif reason is not None:
+            write(trial, epochs=int(result.get("epoch", 0)), reason=reason)
+            study.tell(trial, state=TrialState.PRUNED)
+        else:  # stopped by Ray itself (interrupted): like a killed worker's trial, it does not use up the budget
+            write(trial, epochs=int(result.get("epoch", 0)),
+                  reason="Ray Tune stopped the trial before it finished (run interrupted)", killed=True)
+            study.tell(trial, state=TrialState.FAIL)
+
+
+def ray_params(number: int, prepared: PreparedTrial) -> dict:
+    """What a Ray trial is told: the trial number, the genome's JSON and every training value (plain JSON)."""
+    train = dataclasses.asdict(prepared.train)
+    for local_only in ("threads", "device"):  # set per Ray trial from the resources it gets
+        train.pop(local_only)
+    return {"number": number, "genome": prepared.genome.to_json(), "train": train}

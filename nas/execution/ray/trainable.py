@@ -1,0 +1,75 @@
+"""Inside a Ray worker: one Ray trial trains the genome the driver sampled and writes its own trial records."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import ray
+from ray import tune
+
+from evaluators.datasets import Splits, load_dataset
+from evaluators.training import EpochReport, TrainConfig, train
+from nas.execution.ray.searcher import OUTCOME
+from nas.execution.trial import PreparedTrial, record_epoch, record_failure, record_result, upload_weights
+from nas.study.config import parse_config
+from nas.study.records import write
+from nas.study.storage import StoredTrial, open_storage
+from search_space import Genome
+
+
+@dataclass(frozen=True)
+class RaySetup:
+    """What every Ray trial of one plan shares, shipped once through Ray's object store."""
+
+    config: dict        # the plan's StudyConfig as JSON, dataset path absolute
+    url: str            # the storage, SQLite path absolute
+    artifact_dir: str   # absolute; on the node that trains the trial
+    threads: int        # torch threads per trial: max(1, int(execution.cpu))
+
+
+_CACHE: dict[str, object] = {}  # per worker process, kept across the trials of a reused actor
+
+
+def _cached(key: str, make: Callable[[], object]):
+    if key not in _CACHE:
+        _CACHE[key] = make()
+    return _CACHE[key]
+
+
+def train_ray_trial(params: dict, setup: RaySetup) -> None:
+    """One Ray trial: trains the genome, writes its records to the storage, reports each epoch to Ray Tune.
+
+    The last report carries ``outcome`` ('complete' with the metrics, or 'fail'); when the rung rule stops the
+    trial, Ray ends it inside an epoch's report and the driver tells PRUNED.
+    """
+    config = parse_config(setup.config)
+    storage = _cached(f"storage:{setup.url}", lambda: open_storage(setup.url))
+    trial = StoredTrial.by_number(storage, config.name, int(params["number"]))
+    write(trial, node=ray.get_runtime_context().get_node_id())
+    metrics, epochs = None, 0
+    try:
+        genome = Genome.from_json(params["genome"])
+        device = "cuda" if ray.get_gpu_ids() else "cpu"
+        prepared = PreparedTrial(genome, TrainConfig(**params["train"], threads=setup.threads, device=device))
+        data: Splits = _cached(f"data:{json.dumps(config.dataset, sort_keys=True)}",
+                               lambda: load_dataset(config.dataset))
+        rungs, curve = set(config.pruner.rungs()), []
+
+        def on_epoch(report: EpochReport) -> bool:
+            record_epoch(trial, curve, report, rungs)
+            tune.report({"number": trial.number, "params": genome.params, "flops": genome.flops,
+                         **report.to_dict()})
+            return False  # the RungScheduler decides; a stopped trial never returns from tune.report
+
+        result = train(genome, data, prepared.train, callback=on_epoch, evaluate_test=True)
+        epochs = result.epochs
+        write(trial, epochs=epochs)
+        artifacts = Path(setup.artifact_dir)
+        metrics = record_result(trial, prepared, result, lambda model: upload_weights(
+            artifacts, trial.number, trial.frozen(), model, storage))
+    except Exception as exc:  # a trial's crash is recorded, the study goes on
+        record_failure(trial, exc)
+    tune.report({"number": trial.number, "epoch": epochs, OUTCOME: "fail" if metrics is None else "complete",
+                 **(metrics or {})})

@@ -1,0 +1,224 @@
+"""One search trial, from sampled genome to a record in the storage; the same code serves every backend.
+
+What a trial writes is the trial record (``nas.study.records``); whether it goes on at a rung is the
+scheduling room's verdict (``nas.scheduling.rungs``).
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from evaluators.datasets import Splits, load_dataset
+from evaluators.training import EpochReport, TrainConfig, TrainResult, train
+from nas.scheduling.rungs import rung_verdict
+from nas.search.genomes import genome_family, sample_genome
+from nas.search.presets import dense_space_within, resolve_space
+from nas.study.config import StudyConfig
+from nas.study.plan import RunPlan, artifact_dir
+from nas.study.records import AttributeSink, TrialRecord, write, write_rung
+from search_space import Genome, GenomeError, get_zoo
+
+INFEASIBLE_PARAMS = 1e9  # objective value recorded for a genome that has no analytic size at all
+
+
+@dataclass
+class TrialContext:
+    """What a worker needs to evaluate trials: the study, its config, the data and where artifacts go."""
+
+    study: optuna.Study
+    config: StudyConfig
+    data: Splits
+    space: dict
+    threads: int | None = None
+    artifact_dir: Path | None = None
+    device: str | None = None
+
+
+def trial_context(plan: RunPlan, study: optuna.Study, threads: int | None = None) -> TrialContext:
+    """What evaluating the plan's trials needs: its data, its resolved space (a dense space kept within the
+    size limits) and where weights go."""
+    config = plan.config
+    data = load_dataset(config.dataset)
+    space = dense_space_within(resolve_space(config.search_space), math.prod(data.input_shape), data.num_classes,
+                               config.constraints.max_params)
+    return TrialContext(study=study, config=config, data=data, space=space, threads=threads,
+                        artifact_dir=artifact_dir(config, plan.url))
+
+
+def objective_values(config: StudyConfig, metrics: dict) -> list[float]:
+    return [float(metrics[o.metric]) for o in config.objectives]
+
+
+def violations(config: StudyConfig, genome: Genome) -> tuple[float, str | None]:
+    """How far a genome exceeds the analytic constraints (0 when feasible) and why."""
+    limits = [("params", genome.params, config.constraints.max_params),
+              ("flops", genome.flops, config.constraints.max_flops)]
+    for name, value, limit in limits:
+        if limit is not None and value > limit:
+            return value / limit - 1.0, f"{name} {value:,} exceed max_{name} {limit:,}"
+    return 0.0, None
+
+
+def finished_twin(study: optuna.Study, trial: optuna.Trial, key: str) -> FrozenTrial | None:
+    """An earlier COMPLETE, trained trial of the same genome and training values (its result is reused)."""
+    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        record = TrialRecord.of(other)
+        if record.number != trial.number and record.genome_key == key and record.trained \
+                and other.params == trial.params:
+            return other
+    return None
+
+
+def record_failure(trial: AttributeSink, exc: BaseException) -> None:
+    """Writes why a trial crashed (one line) and the end of its traceback; call it inside ``except``."""
+    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+    write(trial, reason=reason, traceback=traceback.format_exc()[-2000:])
+
+
+def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
+    """Evaluates one reserved trial and tells the storage; never raises for a bad genome or a failed fit."""
+    try:
+        return _run_trial(ctx, trial)
+    except Exception as exc:  # a trial's crash is recorded, the study goes on
+        record_failure(trial, exc)
+        ctx.study.tell(trial, state=TrialState.FAIL)
+        return TrialState.FAIL
+
+
+@dataclass
+class PreparedTrial:
+    """A sampled, feasible genome not trained before, and how to train it: all that is left is the fit."""
+
+    genome: Genome
+    train: TrainConfig
+
+
+def prepare_trial(ctx: TrialContext, trial: optuna.Trial) -> PreparedTrial | TrialState:
+    """Samples the genome (define-by-run) and training values and records them on the trial.
+
+    An infeasible genome, or a copy of one already trained, is told to the storage here and its state returned.
+    """
+    config, study = ctx.config, ctx.study
+    zoo_name = TrialRecord.of(trial).zoo
+    try:
+        if zoo_name:
+            genome = get_zoo(zoo_name).build(ctx.data.input_shape, ctx.data.num_classes)
+        else:
+            genome = sample_genome(trial, ctx.space, ctx.data.input_shape, ctx.data.num_classes).validate()
+    except GenomeError as exc:
+        return _tell_infeasible(ctx, trial, str(exc), INFEASIBLE_PARAMS, 1.0)
+    key = genome.key()
+    write(trial, genome=genome.to_json(), genome_key=key, summary=genome.summary(), family=genome_family(genome),
+          params=genome.params, flops=genome.flops)
+    violation, why = violations(config, genome)
+    if violation > 0:
+        return _tell_infeasible(ctx, trial, why, genome.params, violation)
+    cfg = config.training.train_config(trial, config.max_epochs, ctx.threads, ctx.device)
+    twin = finished_twin(study, trial, key)
+    if twin is not None:
+        source = TrialRecord.of(twin)
+        copied = {name: getattr(source, name) for name in ("val_accuracy", "test_accuracy", "latency_ms", "curve",
+                                                         "epochs", "weights_artifact")}
+        write(trial, **{k: v for k, v in copied.items() if v is not None}, duplicate_of=twin.number)
+        trial.set_constraint("violation", 0.0)
+        study.tell(trial, twin.values)
+        return TrialState.COMPLETE
+    return PreparedTrial(genome, cfg)
+
+
+def record_epoch(trial: AttributeSink, curve: list[dict], report: EpochReport, rungs: set[int]) -> None:
+    """Appends the epoch to the trial's ``curve``, beats its ``heartbeat`` and, at a rung, writes ``rung_<E>``."""
+    curve.append(report.to_dict())
+    write(trial, curve=curve, heartbeat=time.time())
+    if report.epoch in rungs:
+        write_rung(trial, report.epoch, report.val_accuracy)
+
+
+def record_result(trial: AttributeSink, prepared: PreparedTrial, result: TrainResult,
+                  save: Callable[[torch.nn.Module], str] | None) -> dict | None:
+    """Writes a full-length fit's numbers (and, with ``save``, its weights' artifact id); returns its metrics.
+
+    A fit that stopped on its own ('nan', 'timeout') gets its ``reason`` written and returns None.
+    """
+    if result.stopped is not None:
+        write(trial, reason=result.reason or result.stopped)
+        return None
+    genome = prepared.genome
+    metrics = {"val_accuracy": result.val_accuracy, "params": genome.params, "flops": genome.flops,
+               "latency_ms": result.latency_ms}
+    write(trial, val_accuracy=result.val_accuracy, test_accuracy=result.test_accuracy, latency_ms=result.latency_ms,
+          train_time_s=result.train_time_s, lr=prepared.train.lr)
+    if save is not None:
+        write(trial, weights_artifact=save(result.model))
+    return metrics
+
+
+def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
+    config, study = ctx.config, ctx.study
+    prepared = prepare_trial(ctx, trial)
+    if isinstance(prepared, TrialState):
+        return prepared
+    rungs = set(config.pruner.rungs())
+    curve: list[dict] = []
+
+    def on_epoch(report: EpochReport) -> bool:
+        record_epoch(trial, curve, report, rungs)
+        if report.epoch not in rungs:
+            return False
+        reason = rung_verdict(study, config, trial.number, report.epoch, report.val_accuracy, trial.user_attrs)
+        if reason is None:
+            return False
+        write(trial, reason=reason)
+        return True
+
+    result = train(prepared.genome, ctx.data, prepared.train, callback=on_epoch, evaluate_test=True)
+    write(trial, epochs=result.epochs)
+    if result.stopped == "callback":
+        study.tell(trial, state=TrialState.PRUNED)
+        return TrialState.PRUNED
+    save = (lambda model: upload_weights(ctx.artifact_dir, trial.number, trial, model)) \
+        if ctx.artifact_dir is not None else None
+    metrics = record_result(trial, prepared, result, save)
+    if metrics is None:
+        study.tell(trial, state=TrialState.FAIL)
+        return TrialState.FAIL
+    trial.set_constraint("violation", 0.0)
+    study.tell(trial, objective_values(config, metrics))
+    return TrialState.COMPLETE
+
+
+def _tell_infeasible(ctx: TrialContext, trial: optuna.Trial, reason: str, params: float, violation: float) -> TrialState:
+    """Infeasible genomes are never trained: COMPLETE with zero accuracy and a positive constraint violation."""
+    write(trial, infeasible=reason, reason=reason, violation=violation)
+    trial.set_constraint("violation", violation)  # samplers treat > 0 as infeasible
+    flops = TrialRecord.of(trial).flops
+    metrics = {"val_accuracy": 0.0, "params": params, "flops": INFEASIBLE_PARAMS if flops is None else flops,
+               "latency_ms": INFEASIBLE_PARAMS}
+    ctx.study.tell(trial, objective_values(ctx.config, metrics))
+    return TrialState.COMPLETE
+
+
+def upload_weights(artifact_dir: Path, number: int, study_or_trial: optuna.Trial | FrozenTrial,
+                   model: torch.nn.Module, storage: optuna.storages.BaseStorage | None = None) -> str:
+    """Stores ``model``'s state dict under ``artifact_dir`` as trial ``number``'s weights; returns the artifact id.
+
+    ``storage`` is needed only with a FrozenTrial (a process that holds no live ``optuna.Trial``, as a Ray worker).
+    """
+    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    store = FileSystemArtifactStore(artifact_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"trial-{number}-weights.pt"
+        torch.save(model.state_dict(), path)
+        return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study_or_trial,
+                               storage=storage)

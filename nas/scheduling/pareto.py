@@ -1,0 +1,83 @@
+"""Pareto math on plain tuples, all objectives oriented to be maximized (minimized ones negated).
+
+``rung_survivors`` is the Pareto-aware ASHA rule (after MO-ASHA, Schmucker et al. 2021): at a rung, a trial
+continues only if it ranks in the top ``ceil(n / reduction_factor)`` of the ``n`` trials that reached the
+rung, ranked by non-dominated sorting, ties inside a front broken by crowding distance (larger first), then by
+the first objective (accuracy), so two extremes of a front are never told apart by trial number alone.
+"""
+from __future__ import annotations
+
+import math
+from typing import Hashable, Mapping, Sequence
+
+Point = Sequence[float]
+
+
+def oriented(values: Sequence[float], directions: Sequence[str]) -> tuple[float, ...]:
+    """Values turned to be maximized: a ``minimize`` objective's value is negated."""
+    return tuple(-float(v) if d == "minimize" else float(v) for v, d in zip(values, directions))
+
+
+def dominates(a: Point, b: Point) -> bool:
+    """``a`` is at least as good everywhere and better somewhere (maximizing)."""
+    return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+
+def non_dominated_fronts(points: Mapping[Hashable, Point]) -> list[list[Hashable]]:
+    """Keys grouped into fronts: front 0 is the Pareto set, front 1 the set once front 0 is removed, ..."""
+    remaining = dict(points)
+    fronts = []
+    while remaining:
+        front = [k for k, p in remaining.items() if not any(dominates(q, p) for j, q in remaining.items() if j != k)]
+        fronts.append(sorted(front, key=str))
+        for k in front:
+            del remaining[k]
+    return fronts
+
+
+def crowding_distance(points: Mapping[Hashable, Point]) -> dict[Hashable, float]:
+    """NSGA-II crowding distance inside one front; the extremes of each objective get infinity."""
+    distance = {k: 0.0 for k in points}
+    if len(points) <= 2:
+        return {k: math.inf for k in points}
+    dims = len(next(iter(points.values())))
+    for d in range(dims):
+        ordered = sorted(points, key=lambda k: (points[k][d], str(k)))
+        low, high = points[ordered[0]][d], points[ordered[-1]][d]
+        distance[ordered[0]] = distance[ordered[-1]] = math.inf
+        if high == low:
+            continue
+        for before, key, after in zip(ordered, ordered[1:], ordered[2:]):
+            distance[key] += (points[after][d] - points[before][d]) / (high - low)
+    return distance
+
+
+def pareto_rank(points: Mapping[Hashable, Point]) -> list[Hashable]:
+    """All keys, best first: by front, then crowding distance (larger first), first objective, key."""
+    order: list[Hashable] = []
+    for front in non_dominated_fronts(points):
+        crowd = crowding_distance({k: points[k] for k in front})
+        order.extend(sorted(front, key=lambda k: (-crowd[k], -points[k][0], str(k))))
+    return order
+
+
+def rung_survivors(rung: Mapping[Hashable, Point], reduction_factor: int) -> set[Hashable]:
+    """The trials at a rung allowed to continue: the top ``ceil(n / reduction_factor)`` by Pareto rank."""
+    keep = math.ceil(len(rung) / reduction_factor)
+    return set(pareto_rank(rung)[:keep])
+
+
+def pareto_set(points: Mapping[Hashable, Point]) -> list[Hashable]:
+    """Keys of the non-dominated points."""
+    return non_dominated_fronts(points)[0] if points else []
+
+
+def hypervolume_2d(points: Sequence[Point], reference: Point) -> float:
+    """Area dominated by ``points`` (maximizing both) and bounded below by ``reference``."""
+    useful = sorted((p for p in points if p[0] > reference[0] and p[1] > reference[1]), key=lambda p: -p[0])
+    area, best_y = 0.0, reference[1]
+    for x, y in useful:
+        if y > best_y:
+            area += (x - reference[0]) * (y - best_y)
+            best_y = y
+    return area

@@ -1,0 +1,47 @@
+"""The rung rule as the backends ask it: gather the rung's records from the storage, rank them, give a verdict.
+
+The ranking itself is ``nas.scheduling.pareto.rung_survivors``, a pure function; both the local trial loop and
+the Ray ``RungScheduler`` call :func:`rung_verdict` and nothing else.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import optuna
+from optuna.trial import TrialState
+
+from nas.scheduling.pareto import oriented, rung_survivors
+from nas.study.config import Objective, StudyConfig
+from nas.study.records import TrialRecord
+
+
+def rung_point(val_accuracy: float, metrics: Mapping[str, float], objectives: list[Objective]) -> tuple:
+    """(accuracy at the rung, the other objectives) oriented to maximize; an unknown metric (latency before
+    training) counts as 0, a tie."""
+    values = [val_accuracy, *(float(metrics.get(o.metric, 0.0)) for o in objectives[1:])]
+    return oriented(values, [o.direction for o in objectives])
+
+
+def rung_records(study: optuna.Study, epoch: int, objectives: list[Objective], exclude: int) -> dict[int, tuple]:
+    """The rung point of every trial that reached rung ``epoch``, but trial ``exclude``."""
+    records = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)):
+        record = TrialRecord.of(trial)
+        if epoch in record.rungs and record.number != exclude:
+            records[record.number] = rung_point(record.rungs[epoch], record.metrics(), objectives)
+    return records
+
+
+def rung_verdict(study: optuna.Study, config: StudyConfig, number: int, epoch: int, val_accuracy: float,
+                 metrics: Mapping[str, float]) -> str | None:
+    """Why trial ``number`` stops at rung ``epoch``, or None if it continues.
+
+    It continues when ``rung_survivors`` (top ``ceil(n / reduction_factor)`` by Pareto rank) keeps it among
+    the ``n`` trials that reached the rung: the others' ``rung_<E>`` records plus its own ``val_accuracy``.
+    """
+    records = rung_records(study, epoch, config.objectives, number)
+    records[number] = rung_point(val_accuracy, metrics, config.objectives)
+    if number in rung_survivors(records, config.pruner.reduction_factor):
+        return None
+    return (f"rung at epoch {epoch}: not in the top 1/{config.pruner.reduction_factor} of {len(records)} trials "
+            f"by Pareto rank")

@@ -1,0 +1,238 @@
+"""Study configs (``studies/*.yaml``): validated with pydantic, unknown keys are errors."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from nas.errors import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from evaluators.training import TrainConfig
+
+SEED_LIMIT = 2**31  # numpy and torch take seeds below 2**32; worker w samples with seed + 1000 * w
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Objective(Strict):
+    metric: Literal["val_accuracy", "params", "flops", "latency_ms"]
+    direction: Literal["maximize", "minimize"]
+
+
+class Constraints(Strict):
+    max_params: int | None = Field(None, gt=0)
+    max_flops: int | None = Field(None, gt=0)
+
+
+class Sampler(Strict):
+    name: Literal["tpe", "nsga2", "random", "qmc", "gp"] = "nsga2"
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
+    population_size: int | None = Field(None, ge=2)  # nsga2 only; default: Optuna's 50, capped at the trial budget
+
+
+class Pruner(Strict):
+    name: Literal["asha", "none"] = "asha"
+    min_epochs: int = Field(2, gt=0)
+    max_epochs: int = Field(18, gt=0)
+    reduction_factor: int = Field(3, ge=2)
+
+    @model_validator(mode="after")
+    def _order(self) -> "Pruner":
+        if self.min_epochs > self.max_epochs:
+            raise ValueError(f"min_epochs ({self.min_epochs}) must not exceed max_epochs ({self.max_epochs})")
+        return self
+
+    def rungs(self) -> list[int]:
+        """Epochs at which the rung rule runs: min * rf^k below max (ASHA's geometric schedule)."""
+        if self.name == "none":
+            return []
+        rungs, epoch = [], self.min_epochs
+        while epoch < self.max_epochs:
+            rungs.append(epoch)
+            epoch *= self.reduction_factor
+        return rungs
+
+
+class FloatRange(Strict):
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _order(self) -> "FloatRange":
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("log ranges need low > 0")
+        return self
+
+
+Searchable = Union[float, FloatRange]
+
+
+class Training(Strict):
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: Searchable = 1e-2
+    weight_decay: Searchable = 0.0
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    batch_size: int = Field(128, gt=0)
+    schedule: Literal["constant", "cosine", "onecycle"] = "cosine"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    mixup: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    init: Literal["default", "lsuv"] = "default"
+    trial_timeout_s: float | None = Field(None, gt=0)
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
+
+    @field_validator("lr", "weight_decay")
+    @classmethod
+    def _in_range(cls, value: Searchable, info: ValidationInfo) -> Searchable:
+        """Every value a trial may get is finite, lr > 0 and weight_decay >= 0 (else each trial would fail)."""
+        low, high = (value.low, value.high) if isinstance(value, FloatRange) else (value, value)
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError("must be a finite number")
+        if info.field_name == "lr" and low <= 0:
+            raise ValueError("must be > 0")
+        if low < 0:
+            raise ValueError("must be >= 0")
+        return value
+
+    def train_config(self, trial: "optuna.trial.BaseTrial", epochs: int, threads: int | None = None,
+                     device: str | None = None) -> "TrainConfig":
+        """How trial ``trial`` trains: the searchable values drawn on it (or read back from a FixedTrial), the
+        seed offset by its number, every other field as configured."""
+        from evaluators.training import TrainConfig
+
+        shared = {f.name for f in dataclasses.fields(TrainConfig)} & set(type(self).model_fields)
+        values = {name: getattr(self, name) for name in shared}
+        values.update(lr=suggest_value(trial, "lr", self.lr),
+                      weight_decay=suggest_value(trial, "weight_decay", self.weight_decay),
+                      seed=self.seed + trial.number, device=device or self.device)
+        return TrainConfig(**values, epochs=epochs, threads=threads)
+
+
+def suggest_value(trial: "optuna.trial.BaseTrial", name: str, value: float | FloatRange) -> float:
+    """A fixed training value, or one sampled from its ``{low, high, log}`` range."""
+    if isinstance(value, FloatRange):
+        return trial.suggest_float(name, value.low, value.high, log=value.log)
+    return float(value)
+
+
+class Budget(Strict):
+    trials: int = Field(60, gt=0)
+    minutes: float | None = Field(None, gt=0)
+
+
+class Baseline(Strict):
+    trials: int = Field(12, ge=0)
+
+
+class Execution(Strict):
+    backend: Literal["local", "ray"] = "local"
+    workers: int = Field(1, gt=0)
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+    max_failures: int = Field(0, ge=-1)  # Ray FailureConfig; -1 retries forever
+
+
+class StudyConfig(Strict):
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    dataset: dict[str, Any]
+    search_space: dict[str, Any] = Field(default_factory=lambda: {"preset": "perm-cnn-1d"})
+    objectives: list[Objective] = Field(default_factory=lambda: [
+        Objective(metric="val_accuracy", direction="maximize"), Objective(metric="params", direction="minimize")])
+    constraints: Constraints = Field(default_factory=Constraints)
+    sampler: Sampler = Field(default_factory=Sampler)
+    pruner: Pruner = Field(default_factory=Pruner)
+    training: Training = Field(default_factory=Training)
+    budget: Budget = Field(default_factory=Budget)
+    baseline: Baseline = Field(default_factory=Baseline)
+    warm_start: list[str] = Field(default_factory=list)
+    execution: Execution = Field(default_factory=Execution)
+    storage: str | None = None
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, value: list[Objective]) -> list[Objective]:
+        if not value or value[0].metric != "val_accuracy" or value[0].direction != "maximize":
+            raise ValueError("the first objective must be {metric: val_accuracy, direction: maximize}")
+        if len({o.metric for o in value}) != len(value):
+            raise ValueError("each metric may appear once")
+        return value
+
+    @property
+    def max_epochs(self) -> int:
+        return self.pruner.max_epochs
+
+    def storage_url(self) -> str:
+        """The study's storage: the config's, else SQLite under ``runs/<name>/``."""
+        return self.storage or f"sqlite:///runs/{self.name}/study.db"
+
+    def run_dir(self) -> Path:
+        return Path("runs") / self.name
+
+
+UNION_BRANCHES = ("float", "FloatRange")
+
+
+def _location(error: dict) -> str:
+    return ".".join(str(part) for part in error["loc"]
+                    if str(part) not in UNION_BRANCHES and not str(part).startswith("function-"))
+
+
+def _most_telling(errors: list[dict]) -> dict:
+    """For a ``float | {low, high}`` field given a mapping, the mapping's error says more than 'not a float'."""
+    for error in errors:
+        if "float" in error["loc"] and isinstance(error.get("input"), dict):
+            continue
+        return error
+    return errors[0]
+
+
+def parse_config(data: Any, where: str = "study") -> StudyConfig:
+    """Validates a config dict; the first problem becomes a one-line ConfigError naming the field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of study keys, got {type(data).__name__}")
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        first = _most_telling(exc.errors())
+        field = _location(first) or "(top level)"
+        message = first["msg"].replace("Value error, ", "")
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif first["type"] == "missing":
+            message = "required key is missing"
+        got = f" (got {first['input']!r})" if first["type"] not in ("missing", "extra_forbidden") \
+            and not isinstance(first.get("input"), dict) else ""
+        raise ConfigError(f"{where}: {field}: {message}{got}") from None
+
+
+def load_config(path: str | os.PathLike) -> StudyConfig:
+    """Reads a study YAML with ``yaml.safe_load``; errors name the file and the field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read study file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}); expected a study YAML") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: YAML syntax error{at}: {getattr(exc, 'problem', None) or exc}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty; a study needs at least 'name' and 'dataset'")
+    return parse_config(data, str(path))

@@ -1,0 +1,109 @@
+"""The study plan every backend shares: create or resume a study, sweep dead runs, count and reserve the budget.
+
+A :class:`RunPlan` is one search in a storage: the study itself, or its dense baseline (a study whose search
+space is the ``dense`` preset). Backends (``nas.execution``) evaluate the trials that :func:`reserve_trial` hands
+out; everything about the budget and the study's identity lives here.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from evaluators.datasets import parse_dataset_spec
+from nas.errors import ConfigError
+from nas.study.config import Budget, Pruner, Sampler, StudyConfig
+from nas.study.records import TrialRecord, write
+from nas.study.storage import budget_lock, open_storage, sqlite_path, worker_identity
+
+BASELINE_WARM_START = "mnist1d-mlp"  # the MNIST-1D paper's MLP (two hidden layers of 100), rebuilt for the data
+
+
+@dataclass
+class RunPlan:
+    """One search (the study or its dense baseline): what to sample, where it is stored, how much to run."""
+
+    config: StudyConfig
+    url: str
+
+    @property
+    def budget(self) -> int:
+        return self.config.budget.trials
+
+
+def dataset_slug(dataset: dict) -> str:
+    """A readable, unique name for a dataset spec, e.g. ``mnist1d-permuted-3f2a9c``."""
+    spec = parse_dataset_spec(dataset).to_dict()
+    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:6]
+    return f"{spec['name']}{'-permuted' if spec.get('permute') else ''}-{digest}"
+
+
+def limits_suffix(config: StudyConfig) -> str:
+    c = config.constraints
+    return "".join(f"-{name}{value}" for name, value in (("p", c.max_params), ("f", c.max_flops)) if value)
+
+
+def baseline_config(config: StudyConfig) -> StudyConfig:
+    """The dense-baseline search for the study's dataset: MLPs at full budget, no pruning, the study's size limits.
+
+    The baseline is tuned within the same ``constraints`` as the search, so the comparison is like for like; its
+    study name includes the limits, so studies with other limits on the same data get their own baseline. Its
+    first trial is the MNIST-1D paper's MLP (recorded infeasible, untrained, where it exceeds the limits).
+    """
+    epochs = config.max_epochs
+    return config.model_copy(update={
+        "name": f"baseline-{dataset_slug(config.dataset)}{limits_suffix(config)}",
+        "search_space": {"preset": "dense"},
+        "pruner": Pruner(name="none", min_epochs=epochs, max_epochs=epochs),
+        "budget": Budget(trials=config.baseline.trials),
+        "warm_start": [BASELINE_WARM_START],
+        "sampler": Sampler(name="tpe", seed=config.sampler.seed),
+    })
+
+
+def artifact_dir(config: StudyConfig, url: str) -> Path:
+    """Weights live next to a SQLite file, else under ``runs/<study>/artifacts``."""
+    path = sqlite_path(url)
+    return (path.parent if path is not None else config.run_dir()) / "artifacts"
+
+
+def create_study(config: StudyConfig, url: str) -> optuna.Study:
+    """Creates or resumes the study; a resumed study must have the same objectives."""
+    directions = [o.direction for o in config.objectives]
+    storage = open_storage(url)
+    study = optuna.create_study(study_name=config.name, storage=storage, directions=directions, load_if_exists=True)
+    existing = [d.name.lower() for d in study.directions]
+    if existing != directions:
+        raise ConfigError(f"objectives: study {config.name!r} already exists with directions {existing}, "
+                          f"the config asks for {directions}; use another name")
+    study.set_user_attr("config", config.model_dump(mode="json"))
+    study.set_user_attr("metrics", [o.metric for o in config.objectives])
+    return study
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """Trials that use up the budget: finished ones (not those killed with their worker) and running ones."""
+    count = 0
+    for record in map(TrialRecord.of, study.get_trials(deepcopy=False)):
+        if record.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) or \
+                record.state == TrialState.FAIL and not record.killed:
+            count += 1
+    return count
+
+
+def reserve_trial(study: optuna.Study, plan: RunPlan) -> optuna.Trial | None:
+    """Atomically (across processes) checks the budget and creates the next trial, or returns None."""
+    with budget_lock(plan.url, study.study_name):
+        if counted_trials(study) >= plan.budget:
+            return None
+        used_zoo = {TrialRecord.of(t).zoo for t in study.get_trials(deepcopy=False)}
+        trial = study.ask()
+        write(trial, **worker_identity())
+        pending = [name for name in plan.config.warm_start if name not in used_zoo]
+        if pending:
+            write(trial, zoo=pending[0])
+        return trial

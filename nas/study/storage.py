@@ -1,0 +1,201 @@
+"""Optuna storage: opening it, the budget lock, sweeping dead workers' trials, masking passwords.
+
+The one module that reaches into Optuna's storage API below ``Study`` (a trial opened by number, a state told
+from outside its worker): :class:`StoredTrial` and :func:`fail_stale_trials`.
+
+Default: SQLite in WAL mode with a 60 s busy timeout. WAL lets readers (``nas status``, reports) run while
+workers write, and the busy timeout makes concurrent writers wait for the lock instead of failing, so
+several local worker processes share one file without losing a trial. PostgreSQL URLs work unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import socket
+import sqlite3
+import time
+from pathlib import Path
+from typing import Iterator
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.errors import ConfigError
+from nas.study.records import TrialRecord, write
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for logs, status and reports)."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def sqlite_path(url: str) -> Path | None:
+    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+
+
+def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
+    """An RDB storage for ``url``; an unreachable or unknown URL is a ConfigError naming it (masked)."""
+    path = sqlite_path(url)
+    if url.startswith("sqlite") and path is None:
+        raise ConfigError(f"storage: SQLite URLs look like sqlite:///path/to/study.db, got {url!r}")
+    if path is not None:
+        if not path.exists() and not create:
+            raise ConfigError(f"storage: {path} does not exist (no study has run there yet)")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.closing(sqlite3.connect(path, timeout=60)) as connection:
+                connection.execute("PRAGMA journal_mode=WAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"storage: cannot open {path} ({exc})") from None
+        kwargs = {"connect_args": {"timeout": 60}}
+    elif url.startswith(("postgresql", "mysql")):
+        kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    else:
+        raise ConfigError(f"storage: unsupported URL {mask_url(url)!r}; use sqlite:///... or postgresql://...")
+    # Processes opening a new storage at once would all create its tables; the losers fail on a unique key.
+    # Readers (create=False) find the tables made and take no lock, so a read-only copy stays readable.
+    creating = create and not url.startswith("mysql")
+    schema_lock = named_lock(url, "nas-explorer schema") if creating else contextlib.nullcontext()
+    try:
+        with schema_lock:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_compatibility_check=False)
+    except Exception as exc:  # sqlalchemy raises many types; the user needs the URL and the first line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"storage: cannot connect to {mask_url(url)}: {mask_url(first)[:200]}") from None
+
+
+def load_study(name: str, url: str) -> optuna.Study:
+    """An existing study; a missing one is a ConfigError listing the studies that are there."""
+    storage = open_storage(url, create=False)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if name not in names:
+        raise ConfigError(f"study {name!r} not found in {mask_url(url)}; studies there: {', '.join(names) or 'none'}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def load_with_baseline(name: str, url: str) -> tuple[optuna.Study, optuna.Study | None]:
+    """A study and its dense baseline (None if it has none), as ``nas run`` linked them."""
+    study = load_study(name, url)
+    baseline_name = study.user_attrs.get("baseline_study")
+    return study, (load_study(baseline_name, url) if baseline_name else None)
+
+
+@contextlib.contextmanager
+def budget_lock(url: str, study_name: str) -> Iterator[None]:
+    """Serializes "count the budget, then reserve a trial" across processes (and machines on PostgreSQL)."""
+    with named_lock(url, study_name):
+        yield
+
+
+@contextlib.contextmanager
+def named_lock(url: str, name: str) -> Iterator[None]:
+    """An exclusive lock across processes: a file lock beside a SQLite file, an advisory lock on PostgreSQL."""
+    path = sqlite_path(url)
+    if path is not None:
+        with open(f"{path}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    import sqlalchemy
+
+    key = int.from_bytes(hashlib.sha1(name.encode()).digest()[:7], "big")
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, connect_args={"connect_timeout": 10})
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    engine.dispose()
+
+
+def worker_identity() -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": time.time()}
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs on this host; a zombie (exited, never reaped) counts as dead.
+
+    A killed run's workers stay zombies wherever nothing reaps orphans (a container whose PID 1 is no init).
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the signal's answer stands
+
+
+def is_stale(trial: FrozenTrial, stale_after_s: float) -> bool:
+    """A RUNNING trial whose worker is gone: a dead pid on this host, or no heartbeat for ``stale_after_s``."""
+    record = TrialRecord.of(trial)
+    if record.host == socket.gethostname() and record.pid is not None:
+        return not _pid_alive(int(record.pid))
+    heartbeat = record.heartbeat or (trial.datetime_start.timestamp() if trial.datetime_start else 0)
+    return time.time() - heartbeat > stale_after_s
+
+
+def fail_stale_trials(study: optuna.Study, stale_after_s: float = 900.0, url: str | None = None) -> list[int]:
+    """Marks RUNNING trials of dead workers FAIL with a reason; returns their numbers.
+
+    With the storage ``url``, also the trials their worker never stamped with its host and pid: it was killed
+    between creating a trial and stamping it, both done under the budget lock, so a trial still unstamped once
+    this process holds that lock has no worker left.
+    """
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    stale = [t for t in running if is_stale(t, stale_after_s)]
+    unstamped = {t.number for t in running if TrialRecord.of(t).host is None} - {t.number for t in stale}
+    if url is not None and unstamped:
+        with budget_lock(url, study.study_name):
+            stale += [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                      if t.number in unstamped and TrialRecord.of(t).host is None]
+    failed = []
+    for frozen in stale:
+        trial = StoredTrial.of(study, frozen)
+        write(trial, reason="worker died while the trial was running", killed=True)
+        try:
+            trial.fail()
+        except RuntimeError:
+            continue  # it finished meanwhile
+        failed.append(frozen.number)
+    return failed
+
+
+class StoredTrial:
+    """A trial opened by its storage id from a process that holds no live ``optuna.Trial`` (a Ray worker, a
+    sweep of dead workers' trials); its attributes go straight to the storage."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int, number: int):
+        self.storage, self.trial_id, self.number = storage, trial_id, number
+
+    @classmethod
+    def by_number(cls, storage: optuna.storages.BaseStorage, study_name: str, number: int) -> "StoredTrial":
+        study_id = storage.get_study_id_from_name(study_name)
+        return cls(storage, storage.get_trial_id_from_study_id_trial_number(study_id, number), number)
+
+    @classmethod
+    def of(cls, study: optuna.Study, trial: FrozenTrial) -> "StoredTrial":
+        return cls(study._storage, trial._trial_id, trial.number)  # noqa: SLF001 (no public API for this)
+
+    def set_user_attr(self, key: str, value) -> None:
+        self.storage.set_trial_user_attr(self.trial_id, key, value)
+
+    def frozen(self) -> FrozenTrial:
+        return self.storage.get_trial(self.trial_id)
+
+    def fail(self) -> None:
+        """Ends the trial FAIL; a RuntimeError when it has finished meanwhile."""
+        self.storage.set_trial_state_values(self.trial_id, TrialState.FAIL)
