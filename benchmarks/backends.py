@@ -36,9 +36,10 @@ from nas.search.genomes import resolve_space, sample_genome
 from nas.study.config import suggest_value
 from search_space import GenomeError
 
+from _results import write_section  # benchmarks/ is the script's folder
+
 ROOT = Path(__file__).resolve().parent.parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 WAYS = [("local-1", "local", 1), ("local-2", "local", 2), ("ray-2", "ray", 2)]
 TARGETS = {"ray-2 / local-1": 0.75, "ray-2 / local-2": 1.15}
 
@@ -140,19 +141,6 @@ def table(runs: dict[str, Run]) -> list[str]:
     return lines
 
 
-def write_results(section: str) -> None:
-    """Replaces (or appends) the ``## Backends`` section of RESULTS.md, leaving the other sections as they are."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == "## Backends"), None)
-    if start is None:
-        lines += [""] + section.splitlines()
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = section.splitlines() + ([""] if end < len(lines) else [])
-    RESULTS.write_text("\n".join(lines).rstrip("\n") + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12)
@@ -190,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ])
     print(section)
     if args.write_results:
-        write_results(section)
+        write_section(section)
     return 0
 
 

@@ -31,7 +31,6 @@ import re  # noqa: E402
 import shlex  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
@@ -41,10 +40,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from _results import RESULTS, write_section  # noqa: E402  (benchmarks/ is the script's folder)
 from search_space import build_model, get_zoo, layers  # noqa: E402
 
 THREADS = 2
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Layers"
 TARGETS = {"grouped_vs_dense_block": 3.0, "twist_vs_reference": 3.0, "compiled_vs_handwritten": 0.95}
 
@@ -417,25 +416,6 @@ def results_section(text: str, meta: dict) -> str:
             f"- command: `{meta['command']}`\n")
 
 
-def write_results(section: str, path: Path = RESULTS) -> None:
-    """Replaces the ``## Layers`` section of RESULTS.md (creating the file with a title); other sections stay."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = "".join(lines[end:])
-        new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".RESULTS.", suffix=".md")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(new)
-    os.chmod(tmp, mode)  # mkstemp makes 0600; keep the file readable like the rest of the tree
-    os.replace(tmp, path)
-
-
 def _machine() -> dict:
     """CPU model and 1-minute load average: other jobs on this shared machine show up in the load."""
     cpuinfo = Path("/proc/cpuinfo")
@@ -474,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": shlex.join([sys.executable, *sys.argv])}
     text = table(results)
     if args.write_results:
-        write_results(results_section(text, meta))
+        write_section(results_section(text, meta))
     if args.json:
         payload = {key: results[key].get("value") for key in BENCHMARKS}
         payload["details"] = {**results, "meta": meta, "targets": TARGETS}

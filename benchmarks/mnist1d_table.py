@@ -23,10 +23,8 @@ import platform
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import torch
 
@@ -34,7 +32,8 @@ from evaluators.datasets import Splits, load_dataset
 from evaluators.training import TrainConfig, train
 from search_space import get_zoo
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+from _results import RESULTS, write_section  # benchmarks/ is the script's folder
+
 SECTION = "## MNIST-1D table"
 PAPER_STEPS, BATCH = 6000, 100
 DATASETS = ("mnist1d", "mnist1d:permute")
@@ -114,23 +113,6 @@ def format_section(table: str, meta: dict) -> str:
             f"{meta['load'][0]:.1f} before, {meta['load'][1]:.1f} after)\n- command: `{meta['command']}`\n")
 
 
-def write_results(section: str, path: Path = RESULTS) -> None:
-    """Replaces the ``## MNIST-1D table`` section of RESULTS.md (creating the file with a title); others stay."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = "".join(lines[end:])
-        new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".RESULTS.", suffix=".md")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(new)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=None,
@@ -159,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             "load": (load_before, os.getloadavg()[0]),
             "command": " ".join(["python", "benchmarks/mnist1d_table.py", *map(shlex.quote, command)])}
     if args.write_results:
-        write_results(format_section(table, meta))
+        write_section(format_section(table, meta))
         print(f"wrote '{SECTION}' to {RESULTS}", file=sys.stderr)
     return 0
 

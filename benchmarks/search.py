@@ -24,6 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _results import write_section  # noqa: E402  (benchmarks/ is the script's folder)
 from nas.execution.local import LocalBackend  # noqa: E402
 from nas.study.config import parse_config  # noqa: E402
 from nas.study.plan import RunPlan  # noqa: E402
@@ -87,14 +88,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_results(text: str) -> None:
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    head, sep, rest = current.partition("## Search\n")
-    tail = rest[rest.find("\n## "):] if sep and "\n## " in rest else ""
-    path.write_text(head.rstrip() + "\n\n## Search\n\n" + text.strip() + "\n" + tail)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=1.5, help="wall-clock budget per run")
@@ -130,7 +123,7 @@ def main() -> None:
     ])
     print(text)
     if args.write_results:
-        write_results(text)
+        write_section("## Search\n\n" + text.strip())
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial
 
+from nas.study.records import read_study
+
 MIN_IMPORTANCE_TRIALS = 5  # below this PED-ANOVA's top quantile is one or two trials: the ranking means nothing
 MAX_AXES = 8  # parallel-coordinate axes besides accuracy; more are unreadable
 ABSENT = "—"  # a conditional choice the trial did not make (e.g. stage 3 of a 2-stage network)
@@ -32,7 +34,7 @@ class Choices:
 
 
 def _accuracy_index(study: optuna.Study) -> int:
-    metrics = study.user_attrs.get("metrics") or ["val_accuracy"]
+    metrics = read_study(study, "metrics") or ["val_accuracy"]
     return metrics.index("val_accuracy") if "val_accuracy" in metrics else 0
 
 

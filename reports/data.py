@@ -13,7 +13,7 @@ import networkx as nx
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.study.records import TrialRecord
+from nas.study.records import TrialRecord, read_study
 from nas.study.storage import mask_url
 from nas.study.summary import Headline, headline, hypervolume, params_reference, pareto_trials, state_counts, trained
 from reports.choices import Choices, choices_data
@@ -194,9 +194,9 @@ def report_data(study: optuna.Study, baseline: optuna.Study | None, target: str 
     pareto = [trial_point(t) for t in front]
     target = target or study.study_name
     return ReportData(
-        study=study.study_name, storage=mask_url(url), config=study.user_attrs.get("config", {}),
+        study=study.study_name, storage=mask_url(url), config=read_study(study, "config", {}),
         counts=state_counts(trials), points=points, pareto=pareto,
-        baseline_study=study.user_attrs.get("baseline_study"), baseline_front=baseline_front,
+        baseline_study=read_study(study, "baseline_study"), baseline_front=baseline_front,
         headline=headline(pareto, baseline_front),
         hypervolume=hypervolume_data(trials, baseline_trials, params_reference(study)),
         choices=choices_data(study, [t for t in trials if trained(t)]),

@@ -134,9 +134,6 @@ class Genome:
         """Multiply-adds of one sample's forward pass (convs and dense layers)."""
         return sum(i.flops for i in self.analyze().values())
 
-    def ops_used(self) -> set[str]:
-        return {i.op for i in self.analyze().values()}
-
     # -- identity ---------------------------------------------------------------------------------
     def key(self) -> str:
         """Canonical hash: equal for genomes that build the same network, whatever their node names."""

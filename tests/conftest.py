@@ -1,9 +1,11 @@
-"""Shared by the test modules: a scratch working directory, a tiny study, the ``nas`` command as a real process."""
+"""Shared by the test modules: a scratch working directory, study files, the ``nas`` command as a real process."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -33,10 +35,28 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def write_study(path: Path, **changes) -> Path:
-    """Writes TINY_STUDY with top-level keys replaced by ``changes`` as YAML."""
-    path.write_text(yaml.safe_dump({**TINY_STUDY, **changes}))
+@contextlib.contextmanager
+def scratch_dir(root: Path) -> Iterator[pytest.MonkeyPatch]:
+    """``workdir`` for fixtures wider than one test (a module's finished study): ``root`` as the current
+    directory with its own dataset cache, undone on exit; yields the MonkeyPatch for more changes."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("NAS_CACHE_DIR", str(root / "cache"))
+        yield mp
+
+
+def write_study(path: Path, base: dict = TINY_STUDY, **changes) -> Path:
+    """Writes ``base`` (TINY_STUDY by default) with top-level keys replaced by ``changes`` as YAML."""
+    path.write_text(yaml.safe_dump({**base, **changes}))
     return path
+
+
+def study_beside_storage(folder: Path, base: dict, **changes) -> tuple[Path, str]:
+    """``<name>.yaml`` in ``folder`` with its SQLite storage beside it (absolute); returns (file, storage URL)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{folder}/study.db"
+    data = {**base, "storage": url, **changes}
+    return write_study(folder / f"{data['name']}.yaml", data), url
 
 
 def nas_env(cwd: Path) -> dict[str, str]:

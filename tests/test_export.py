@@ -12,7 +12,6 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-import yaml
 from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from torch import nn
 
@@ -26,6 +25,7 @@ from search_space import Genome, GenomeError, build_model
 from search_space.codegen import MERGES, Folding, model_source, plan_folding
 from search_space.ops import REGISTRY
 from search_space.zoo import ZOO
+from conftest import scratch_dir, study_beside_storage
 from test_search_space import OP_CASES, single_op
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -298,12 +298,8 @@ STUDY = {"name": "ex", "dataset": {"name": "synthetic", "shape": [32], "classes"
 def study(tmp_path_factory):
     """A tiny real search; yields its folder, YAML, storage URL and the loaded study."""
     root = tmp_path_factory.mktemp("study")
-    url = f"sqlite:///{root}/study.db"
-    path = root / "ex.yaml"
-    path.write_text(yaml.safe_dump({**STUDY, "storage": url}))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        mp.setenv("NAS_CACHE_DIR", str(root / "cache"))
+    path, url = study_beside_storage(root, STUDY)
+    with scratch_dir(root):
         assert main(["run", str(path)]) == 0
         yield {"root": root, "yaml": str(path), "url": url,
                "study": optuna.load_study(study_name="ex", storage=url)}

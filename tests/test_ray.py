@@ -11,11 +11,11 @@ import time
 
 import optuna
 import pytest
-import yaml
 from optuna.trial import TrialState
 
 ray = pytest.importorskip("ray")
 
+from conftest import study_beside_storage  # noqa: E402
 from nas.cli import main  # noqa: E402
 from nas.study.config import parse_config  # noqa: E402
 from nas.study.plan import counted_trials  # noqa: E402
@@ -35,10 +35,7 @@ STUDY = {
 
 def write_study(folder, **changes) -> tuple[str, str]:
     """A study file in ``folder`` with its storage beside it; returns (file, storage URL)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite:///{folder}/study.db"
-    path = folder / "r.yaml"
-    path.write_text(yaml.safe_dump({**STUDY, "storage": url, **changes}))
+    path, url = study_beside_storage(folder, STUDY, **changes)
     return str(path), url
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-import yaml
 from optuna.trial import TrialState
 
+from conftest import scratch_dir, study_beside_storage
 from evaluators import training
 from nas.cli import main
 from nas.study.summary import hypervolume, params_reference, pareto_trials, trained
@@ -35,12 +35,8 @@ STUDY = {
 def study(tmp_path_factory):
     """Runs the real search once, then ``nas report --png`` from the study's folder; yields what they left."""
     root = tmp_path_factory.mktemp("report")
-    url = f"sqlite:///{root}/study.db"
-    path = root / "rep.yaml"
-    path.write_text(yaml.safe_dump({**STUDY, "storage": url}))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        mp.setenv("NAS_CACHE_DIR", str(root / "cache"))
+    path, url = study_beside_storage(root, STUDY)
+    with scratch_dir(root) as mp:
         # the report never shows latency: 3 timed passes instead of 50 (each trial, pruned ones too, measures it)
         mp.setattr(training, "measure_latency_ms", partial(training.measure_latency_ms, repeats=3, warmup=1))
         assert main(["run", str(path)]) == 0

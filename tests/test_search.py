@@ -5,9 +5,9 @@ import json
 
 import optuna
 import pytest
-import yaml
 from optuna.trial import TrialState
 
+import conftest
 from nas.cli import main
 from nas.study.summary import trained
 
@@ -26,17 +26,8 @@ BASE = {
 }
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path
-
-
 def write_study(path, **changes) -> str:
-    data = {**BASE, **changes}
-    path.write_text(yaml.safe_dump(data))
-    return str(path)
+    return str(conftest.write_study(path, BASE, **changes))
 
 
 def trials_of(name: str, url: str = "sqlite:///runs/s/study.db") -> list[optuna.trial.FrozenTrial]:

@@ -174,7 +174,8 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
         record_epoch(trial, curve, report, rungs)
         if report.epoch not in rungs:
             return False
-        reason = rung_verdict(study, config, trial.number, report.epoch, report.val_accuracy, trial.user_attrs)
+        reason = rung_verdict(study, config, trial.number, report.epoch, report.val_accuracy,
+                              TrialRecord.of(trial).metrics())
         if reason is None:
             return False
         write(trial, reason=reason)

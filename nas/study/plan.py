@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from evaluators.datasets import parse_dataset_spec
 from nas.errors import ConfigError
 from nas.study.config import Budget, Pruner, Sampler, StudyConfig
-from nas.study.records import TrialRecord, write
+from nas.study.records import TrialRecord, write, write_study
 from nas.study.storage import budget_lock, open_storage, sqlite_path, worker_identity
 
 BASELINE_WARM_START = "mnist1d-mlp"  # the MNIST-1D paper's MLP (two hidden layers of 100), rebuilt for the data
@@ -80,8 +80,7 @@ def create_study(config: StudyConfig, url: str) -> optuna.Study:
     if existing != directions:
         raise ConfigError(f"objectives: study {config.name!r} already exists with directions {existing}, "
                           f"the config asks for {directions}; use another name")
-    study.set_user_attr("config", config.model_dump(mode="json"))
-    study.set_user_attr("metrics", [o.metric for o in config.objectives])
+    write_study(study, config=config.model_dump(mode="json"), metrics=[o.metric for o in config.objectives])
     return study
 
 

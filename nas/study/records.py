@@ -131,3 +131,24 @@ def write_rung(trial: AttributeSink, epoch: int, val_accuracy: float) -> None:
 
 def records(trials: list[FrozenTrial]) -> list[TrialRecord]:
     return [TrialRecord.of(t) for t in trials]
+
+
+# -- the study's own attributes: ``config`` (the StudyConfig as JSON), ``metrics`` (objective metric names, in
+# order), ``baseline_study`` (the name of its dense baseline's study in the same storage) -------------------------
+STUDY_ATTRS = ("config", "metrics", "baseline_study")
+
+
+def write_study(study: "optuna.Study", **values: Any) -> None:
+    """Writes study attributes; a name not in ``STUDY_ATTRS`` is a programming error."""
+    unknown = set(values) - set(STUDY_ATTRS)
+    if unknown:
+        raise KeyError(f"not a study attribute: {', '.join(sorted(unknown))}; known: {', '.join(STUDY_ATTRS)}")
+    for key, value in values.items():
+        study.set_user_attr(key, value)
+
+
+def read_study(study: "optuna.Study", name: str, default: Any = None) -> Any:
+    """One study attribute (see ``STUDY_ATTRS``), ``default`` when the study has none."""
+    if name not in STUDY_ATTRS:
+        raise KeyError(f"not a study attribute: {name}; known: {', '.join(STUDY_ATTRS)}")
+    return study.user_attrs.get(name, default)

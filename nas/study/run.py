@@ -15,6 +15,7 @@ import optuna
 from nas.errors import ConfigError
 from nas.study.config import StudyConfig
 from nas.study.plan import RunPlan, baseline_config, counted_trials, create_study
+from nas.study.records import write_study
 from nas.study.storage import fail_stale_trials, mask_url
 
 
@@ -119,7 +120,7 @@ def run_study(config: StudyConfig, url: str, backend: Backend,
         deadline = time.time() + 60 * config.budget.minutes if config.budget.minutes else None
         study = create_study(config, url)
         if baseline is not None:
-            study.set_user_attr("baseline_study", baseline.study_name)
+            write_study(study, baseline_study=baseline.study_name)
         study = run_plan(RunPlan(config, url), backend, deadline, reporter, f"search ({config.name})")
     return study, baseline
 

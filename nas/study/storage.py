@@ -24,7 +24,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import ConfigError
-from nas.study.records import TrialRecord, write
+from nas.study.records import TrialRecord, read_study, write
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -81,7 +81,7 @@ def load_study(name: str, url: str) -> optuna.Study:
 def load_with_baseline(name: str, url: str) -> tuple[optuna.Study, optuna.Study | None]:
     """A study and its dense baseline (None if it has none), as ``nas run`` linked them."""
     study = load_study(name, url)
-    baseline_name = study.user_attrs.get("baseline_study")
+    baseline_name = read_study(study, "baseline_study")
     return study, (load_study(baseline_name, url) if baseline_name else None)
 
 

@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.scheduling.pareto import hypervolume_2d, oriented, pareto_set
-from nas.study.records import TrialRecord
+from nas.study.records import TrialRecord, read_study
 
 DEFAULT_PARAMS_REFERENCE = 1e7  # hypervolume's worst size when a study sets no max_params
 
@@ -63,7 +63,7 @@ def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     directions = [d.name.lower() for d in study.directions]
     points = {t.number: oriented(t.values, directions) for t in trials}
     keep = set(pareto_set(points))
-    return sorted((t for t in trials if t.number in keep), key=lambda t: (t.user_attrs.get("params", 0), t.number))
+    return sorted((t for t in trials if t.number in keep), key=lambda t: (TrialRecord.of(t).params or 0, t.number))
 
 
 def hypervolume(trials: list[FrozenTrial], params_reference: float) -> float:
@@ -74,7 +74,7 @@ def hypervolume(trials: list[FrozenTrial], params_reference: float) -> float:
 
 
 def params_reference(study: optuna.Study) -> float:
-    config = study.user_attrs.get("config", {})
+    config = read_study(study, "config", {})
     return float((config.get("constraints") or {}).get("max_params") or DEFAULT_PARAMS_REFERENCE)
 
 

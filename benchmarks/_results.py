@@ -1,0 +1,36 @@
+"""One writer for ``benchmarks/RESULTS.md``: each benchmark replaces its own ``## Section`` and leaves the rest."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def replace_section(text: str, title: str, body: str) -> str:
+    """``text`` with the section headed ``## title`` replaced by ``body`` (appended when missing)."""
+    heading = f"## {title}"
+    section = f"{heading}\n\n{body.strip()}\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
+    if start is None:
+        return text.rstrip("\n") + "\n\n" + section
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    tail = "".join(lines[end:])
+    return "".join(lines[:start]) + section + ("\n" + tail if tail else "")
+
+
+def write_section(section: str, path: Path = RESULTS) -> None:
+    """Replaces the section that ``section`` heads (its first line, ``## Title``) in RESULTS.md, atomically; the
+    other sections stay as they are, and a new file gets a ``# Benchmarks`` title."""
+    heading, _, body = section.partition("\n")
+    if not heading.startswith("## "):
+        raise ValueError(f"a RESULTS.md section starts with '## Title', got {heading!r}")
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".RESULTS.", suffix=".md")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(replace_section(text, heading[3:].strip(), body))
+    os.chmod(tmp, mode)  # mkstemp makes 0600; keep the file readable like the rest of the tree
+    os.replace(tmp, path)
