@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from nas.errors import ConfigError
 from search_space.layers import ACTIVATIONS
@@ -18,7 +18,14 @@ from search_space.ops import REGISTRY, ConvLike
 
 FAMILIES = ("perm-1d", "conv2d")  # the convolutional families, which may be mixed
 DENSE = "dense"                   # MLPs: a family of its own
-CONV_TYPES = tuple(name for name, op in REGISTRY.items() if isinstance(op, ConvLike) and op.searchable)
+
+
+def conv_types() -> tuple[str, ...]:
+    """The registry's searchable conv ops, in registration order (read at call time: a newly registered op counts)."""
+    return tuple(name for name, op in REGISTRY.items() if isinstance(op, ConvLike) and op.searchable)
+
+
+CONV_TYPES = conv_types()  # as registered when this module loaded; the ``full`` preset offers these
 HEADS = ("gap", "gmp", "allcnn", "dense")  # global avg / max pool + dense, 1x1 conv to classes + GAP, flatten + dense
 
 PRESETS: dict[str, dict] = {
@@ -90,7 +97,7 @@ class Key:
     """One space key: the value type, allowed values (``None`` = any of the type), families it applies to."""
 
     kind: type
-    values: tuple | None = None
+    values: tuple | Callable[[], tuple] | None = None  # a callable is asked at validation time
     families: tuple[str, ...] = FAMILIES
     minimum: float = 1
     setting: bool = False  # a plain setting, not a set of choices
@@ -107,7 +114,7 @@ SCHEMA: dict[str, Key] = {
     "permute_between": Key(bool, families=PERM),
     "image_shape": Key(list, families=CONV2D, setting=True),
     "stages": Key(int),
-    "conv_type": Key(str, CONV_TYPES),
+    "conv_type": Key(str, conv_types),
     "channels": Key(int),
     "kernel": Key(int),
     "groups": Key(int),
@@ -191,8 +198,9 @@ def check_key(key: str, value: Any) -> None:
         kinds = (int, float) if spec.kind is float else spec.kind
         if not _is(v, kinds):
             raise ConfigError(f"{where}: expected {spec.kind.__name__} values, got {v!r}")
-        if spec.values is not None and v not in spec.values:
-            raise ConfigError(f"{where}: {v!r} is not a valid choice; valid: {', '.join(map(str, spec.values))}")
+        valid = spec.values() if callable(spec.values) else spec.values
+        if valid is not None and v not in valid:
+            raise ConfigError(f"{where}: {v!r} is not a valid choice; valid: {', '.join(map(str, valid))}")
         if spec.kind in (int, float) and v < spec.minimum:
             raise ConfigError(f"{where}: values must be >= {spec.minimum}, got {v!r}")
         if key == "kernel" and v % 2 == 0:
