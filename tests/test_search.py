@@ -118,3 +118,34 @@ def test_bad_study_exits_2_with_one_line(workdir, capsys, changes, needle):
 def test_status_of_a_missing_study_exits_2(workdir, capsys):
     assert main(["status", "nosuch", "--storage", f"sqlite:///{workdir}/none.db"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_resumed_random_search_proposes_new_configurations(workdir):
+    """A resumed run seeds its sampler from the stored trials: the first run's points are not drawn again."""
+    study_file = str(conftest.write_study(workdir / "tiny.yaml"))  # random sampler, 4 trials
+    assert main(["run", study_file]) == 0
+    assert main(["run", study_file, "--trials", "8"]) == 0
+    trials = trials_of("tiny", "sqlite:///runs/tiny/study.db")
+    assert len(trials) == 8 and not any("duplicate_of" in t.user_attrs for t in trials)
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 8
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"pruner": {"name": "none", "min_epochs": 2, "max_epochs": 2}}, "pruner.min_epochs"),
+    ({"training": {"batch_size": 16}}, "training.batch_size"),
+    ({"search_space": {**conftest.TINY_STUDY["search_space"], "stages": 2}}, "search_space.stages"),
+    ({"search_space": {"preset": "perm-cnn-1d"}}, "search_space.channels"),
+    ({"dataset": {"name": "synthetic", "shape": [32], "classes": 4, "samples": 300}}, "dataset.samples"),
+])
+def test_resuming_with_another_definition_of_a_trial_exits_2_naming_the_field(workdir, capsys, changes, field):
+    study_file = str(conftest.write_study(workdir / "tiny.yaml", budget={"trials": 2}))
+    assert main(["run", study_file]) == 0
+    before = trials_of("tiny", "sqlite:///runs/tiny/study.db")
+    conftest.write_study(workdir / "tiny.yaml", budget={"trials": 4}, **changes)
+    capsys.readouterr()
+    assert main(["run", study_file]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"nas: error: {field}: study 'tiny'") and "\n" not in error
+    assert [t.number for t in trials_of("tiny", "sqlite:///runs/tiny/study.db")] == [t.number for t in before]
+    conftest.write_study(workdir / "tiny.yaml", budget={"trials": 3}, execution={"workers": 1})  # budget may grow
+    assert main(["run", study_file]) == 0

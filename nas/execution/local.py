@@ -39,8 +39,8 @@ def worker_loop(plan: RunPlan, worker: int, threads: int, deadline: float | None
     """Reserve, evaluate, repeat until the budget or the deadline is reached."""
     torch.set_num_threads(threads)
     config = plan.config
-    study = optuna.load_study(study_name=config.name, storage=open_storage(plan.url),
-                              sampler=make_sampler(config, worker))
+    study = optuna.load_study(study_name=config.name, storage=open_storage(plan.url))
+    study.sampler = make_sampler(config, worker, stored=len(study.get_trials(deepcopy=False)))
     ctx = trial_context(plan, study, threads)
     while deadline is None or time.time() < deadline:
         trial = reserve_trial(study, plan)

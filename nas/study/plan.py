@@ -17,8 +17,8 @@ from optuna.trial import TrialState
 from evaluators.datasets import parse_dataset_spec
 from nas.errors import ConfigError
 from nas.study.config import Budget, Pruner, Sampler, StudyConfig
-from nas.study.records import TrialRecord, write, write_study
-from nas.study.storage import budget_lock, open_storage, sqlite_path, worker_identity
+from nas.study.records import TrialRecord, read_study, write, write_study
+from nas.study.storage import budget_lock, mask_url, open_storage, sqlite_path, worker_identity
 
 BASELINE_WARM_START = "mnist1d-mlp"  # the MNIST-1D paper's MLP (two hidden layers of 100), rebuilt for the data
 
@@ -47,16 +47,53 @@ def limits_suffix(config: StudyConfig) -> str:
     return "".join(f"-{name}{value}" for name, value in (("p", c.max_params), ("f", c.max_flops)) if value)
 
 
+# What a resumed study must keep: its trials were sampled, trained and ranked under these sections.
+RESUME_FIXED = ("dataset", "search_space", "objectives", "constraints", "pruner", "training")
+
+
+def first_difference(stored: object, current: object, where: str) -> tuple[str, object, object] | None:
+    """The first field (dotted path) where two JSON-like configs differ, with both values; None if equal."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        for key in [*stored, *(k for k in current if k not in stored)]:
+            found = first_difference(stored.get(key), current.get(key), f"{where}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(stored, list) and isinstance(current, list) and len(stored) == len(current):
+        for i, (a, b) in enumerate(zip(stored, current)):
+            found = first_difference(a, b, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    return None if stored == current else (where, stored, current)
+
+
+def resume_conflict(stored: dict, config: StudyConfig) -> tuple[str, object, object] | None:
+    """Why ``config`` cannot resume a study created with ``stored`` (its first differing fixed field), or None.
+
+    Budget, execution, sampler, warm start and storage may change between runs; the sections in
+    ``RESUME_FIXED`` may not (rung records and full-budget results would mix two definitions)."""
+    current = config.model_dump(mode="json")
+    for section in RESUME_FIXED:
+        found = first_difference(stored.get(section), current.get(section), section)
+        if found:
+            return found
+    return None
+
+
 def baseline_config(config: StudyConfig) -> StudyConfig:
     """The dense-baseline search for the study's dataset: MLPs at full budget, no pruning, the study's size limits.
 
     The baseline is tuned within the same ``constraints`` as the search, so the comparison is like for like; its
-    study name includes the limits, so studies with other limits on the same data get their own baseline. Its
-    first trial is the MNIST-1D paper's MLP (recorded infeasible, untrained, where it exceeds the limits).
+    study name includes the limits and a digest of the training settings and epochs, so studies with other limits
+    or training on the same data get their own baseline (and share it otherwise). Its first trial is the MNIST-1D
+    paper's MLP (recorded infeasible, untrained, where it exceeds the limits).
     """
     epochs = config.max_epochs
+    trained_as = json.dumps([config.training.model_dump(mode="json"), epochs], sort_keys=True)
+    digest = hashlib.sha1(trained_as.encode()).hexdigest()[:6]
     return config.model_copy(update={
-        "name": f"baseline-{dataset_slug(config.dataset)}{limits_suffix(config)}",
+        "name": f"baseline-{dataset_slug(config.dataset)}{limits_suffix(config)}-t{digest}",
         "search_space": {"preset": "dense"},
         "pruner": Pruner(name="none", min_epochs=epochs, max_epochs=epochs),
         "budget": Budget(trials=config.baseline.trials),
@@ -72,7 +109,7 @@ def artifact_dir(config: StudyConfig, url: str) -> Path:
 
 
 def create_study(config: StudyConfig, url: str) -> optuna.Study:
-    """Creates or resumes the study; a resumed study must have the same objectives."""
+    """Creates or resumes the study; a resumed study must keep its objectives and every ``RESUME_FIXED`` section."""
     directions = [o.direction for o in config.objectives]
     storage = open_storage(url)
     study = optuna.create_study(study_name=config.name, storage=storage, directions=directions, load_if_exists=True)
@@ -80,6 +117,14 @@ def create_study(config: StudyConfig, url: str) -> optuna.Study:
     if existing != directions:
         raise ConfigError(f"objectives: study {config.name!r} already exists with directions {existing}, "
                           f"the config asks for {directions}; use another name")
+    stored = read_study(study, "config")
+    conflict = resume_conflict(stored, config) if stored else None
+    if conflict:
+        field, was, now = conflict
+        change = f"was run without it, the config now has {now!r}" if was is None else \
+            f"was run with {was!r}, the config now " + ("leaves it out" if now is None else f"has {now!r}")
+        raise ConfigError(f"{field}: study {config.name!r} in {mask_url(url)} {change}; resuming would mix two definitions of a trial: restore it, or give the "
+                          "study a new name")
     write_study(study, config=config.model_dump(mode="json"), metrics=[o.metric for o in config.objectives])
     return study
 

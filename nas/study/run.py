@@ -113,14 +113,14 @@ def run_study(config: StudyConfig, url: str, backend: Backend,
     with backend.session(config, url) as url:
         reporter.message(f"study {config.name!r} in {mask_url(url)}: {config.budget.trials} trials, "
                          f"{backend.describe(config)}")
+        create_study(config, url)  # a resume with another definition of a trial stops here, before the baseline
         baseline = None
         if config.baseline.trials > 0:
             plan = RunPlan(baseline_config(config), url)
             baseline = run_plan(plan, backend, None, reporter, f"dense baseline ({plan.config.name})")
         deadline = time.time() + 60 * config.budget.minutes if config.budget.minutes else None
-        study = create_study(config, url)
         if baseline is not None:
-            write_study(study, baseline_study=baseline.study_name)
+            write_study(create_study(config, url), baseline_study=baseline.study_name)
         study = run_plan(RunPlan(config, url), backend, deadline, reporter, f"search ({config.name})")
     return study, baseline
 

@@ -74,8 +74,8 @@ class RayBackend:
     def run(self, plan: RunPlan, deadline: float | None, poll: Callable[[], None]) -> None:
         """One search (the study or its baseline) as one Ray Tune experiment under ``runs/<study>/ray/``."""
         execution = plan.config.execution
-        driver_study = optuna.load_study(study_name=plan.config.name, storage=open_storage(plan.url),
-                                         sampler=make_sampler(plan.config, 0))
+        driver_study = optuna.load_study(study_name=plan.config.name, storage=open_storage(plan.url))
+        driver_study.sampler = make_sampler(plan.config, 0, stored=len(driver_study.get_trials(deepcopy=False)))
         ctx = trial_context(plan, driver_study)
         searcher = StudySearcher(ctx, plan, deadline)
         scheduler = RungScheduler(driver_study, plan.config, on_stop=searcher.note_rung_stop)
