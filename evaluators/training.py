@@ -96,6 +96,7 @@ class TrainResult:
     stopped: str | None             # None (ran all epochs) | 'callback' | 'nan' | 'timeout'
     reason: str | None              # human one-liner for stopped
     model: nn.Module = field(repr=False, compare=False)   # trained, on CPU, eval mode
+    val_samples: int = 0            # what val_accuracy was measured on (its standard error needs it)
 
     def to_dict(self) -> dict:
         return {f.name: _json_number(getattr(self, f.name)) for f in fields(self) if f.name != "model"}
@@ -300,7 +301,7 @@ def _train(genome, data, config, callback, evaluate_test, start_epoch, model, de
     return TrainResult(val_accuracy, val_loss, test_accuracy, test_loss, genome.params, genome.flops,
                        measure_latency_ms(model, data.input_shape) if stopped is None else math.nan,  # only full fits
                        train_time, epochs_done, curve, stopped,
-                       reason, model)
+                       reason, model, val_samples=len(data.y_val))
 
 
 def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,

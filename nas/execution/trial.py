@@ -24,10 +24,12 @@ from nas.search.genomes import genome_family, sample_genome
 from nas.search.presets import dense_space_within, resolve_space
 from nas.study.config import StudyConfig
 from nas.study.plan import RunPlan, artifact_dir
+from nas.execution.twins import beat, claim, copy_twin, twin_key
 from nas.study.records import AttributeSink, TrialRecord, write, write_rung
 from search_space import Genome, GenomeError, get_zoo
 
 INFEASIBLE_PARAMS = 1e9  # objective value recorded for a genome that has no analytic size at all
+TWIN_POLL_S = 2.0  # how often a trial waiting for its running twin looks again
 
 
 @dataclass
@@ -36,6 +38,7 @@ class TrialContext:
 
     study: optuna.Study
     config: StudyConfig
+    url: str
     data: Splits
     space: dict
     threads: int | None = None
@@ -50,7 +53,7 @@ def trial_context(plan: RunPlan, study: optuna.Study, threads: int | None = None
     data = load_dataset(config.dataset)
     space = dense_space_within(resolve_space(config.search_space), math.prod(data.input_shape), data.num_classes,
                                config.constraints.max_params)
-    return TrialContext(study=study, config=config, data=data, space=space, threads=threads,
+    return TrialContext(study=study, config=config, url=plan.url, data=data, space=space, threads=threads,
                         artifact_dir=artifact_dir(config, plan.url))
 
 
@@ -66,16 +69,6 @@ def violations(config: StudyConfig, genome: Genome) -> tuple[float, str | None]:
         if limit is not None and value > limit:
             return value / limit - 1.0, f"{name} {value:,} exceed max_{name} {limit:,}"
     return 0.0, None
-
-
-def finished_twin(study: optuna.Study, trial: optuna.Trial, key: str) -> FrozenTrial | None:
-    """An earlier COMPLETE, trained trial of the same genome and training values (its result is reused)."""
-    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        record = TrialRecord.of(other)
-        if record.number != trial.number and record.genome_key == key and record.trained \
-                and other.params == trial.params:
-            return other
-    return None
 
 
 def record_failure(trial: AttributeSink, exc: BaseException) -> None:
@@ -102,12 +95,18 @@ class PreparedTrial:
     train: TrainConfig
 
 
-def prepare_trial(ctx: TrialContext, trial: optuna.Trial) -> PreparedTrial | TrialState:
+def prepare_trial(ctx: TrialContext, trial: optuna.Trial, wait: bool = True) -> PreparedTrial | TrialState | None:
+    """Samples the trial (:func:`sample_trial`), then settles it against its twins (:func:`settle`)."""
+    sampled = sample_trial(ctx, trial)
+    return sampled if isinstance(sampled, TrialState) else settle(ctx, trial, sampled, wait)
+
+
+def sample_trial(ctx: TrialContext, trial: optuna.Trial) -> PreparedTrial | TrialState:
     """Samples the genome (define-by-run) and training values and records them on the trial.
 
-    An infeasible genome, or a copy of one already trained, is told to the storage here and its state returned.
+    An infeasible genome is told to the storage here (COMPLETE, never trained) and its state returned.
     """
-    config, study = ctx.config, ctx.study
+    config = ctx.config
     zoo_name = TrialRecord.of(trial).zoo
     try:
         if zoo_name:
@@ -116,23 +115,30 @@ def prepare_trial(ctx: TrialContext, trial: optuna.Trial) -> PreparedTrial | Tri
             genome = sample_genome(trial, ctx.space, ctx.data.input_shape, ctx.data.num_classes).validate()
     except GenomeError as exc:
         return _tell_infeasible(ctx, trial, str(exc), INFEASIBLE_PARAMS, 1.0)
-    key = genome.key()
-    write(trial, genome=genome.to_json(), genome_key=key, summary=genome.summary(), family=genome_family(genome),
-          params=genome.params, flops=genome.flops)
+    write(trial, genome=genome.to_json(), genome_key=genome.key(), summary=genome.summary(),
+          family=genome_family(genome), params=genome.params, flops=genome.flops)
     violation, why = violations(config, genome)
     if violation > 0:
         return _tell_infeasible(ctx, trial, why, genome.params, violation)
     cfg = config.training.train_config(trial, config.max_epochs, ctx.threads, ctx.device)
-    twin = finished_twin(study, trial, key)
-    if twin is not None:
-        source = TrialRecord.of(twin)
-        copied = {name: getattr(source, name) for name in ("val_accuracy", "test_accuracy", "latency_ms", "curve",
-                                                         "epochs", "weights_artifact")}
-        write(trial, **{k: v for k, v in copied.items() if v is not None}, duplicate_of=twin.number)
-        trial.set_constraint("violation", 0.0)
-        study.tell(trial, twin.values)
-        return TrialState.COMPLETE
+    write(trial, seed=cfg.seed)
     return PreparedTrial(genome, cfg)
+
+
+def settle(ctx: TrialContext, trial: optuna.Trial, prepared: PreparedTrial, wait: bool) -> PreparedTrial | TrialState | None:
+    """The prepared fit if this trial is the first to train its genome this way; else its twin's outcome, told
+    here (see ``nas.execution.twins``). While the twin runs: wait for it, or (``wait`` False) return None."""
+    key = twin_key(prepared.genome.key(), prepared.train)
+    while True:
+        twin = claim(ctx.study, ctx.url, trial, key)
+        if twin is None:
+            return prepared
+        if twin.state != TrialState.RUNNING:
+            return copy_twin(ctx.study, trial, twin)
+        if not wait:
+            return None
+        beat(trial)
+        time.sleep(TWIN_POLL_S)
 
 
 def record_epoch(trial: AttributeSink, curve: list[dict], report: EpochReport, rungs: set[int]) -> None:
@@ -156,7 +162,7 @@ def record_result(trial: AttributeSink, prepared: PreparedTrial, result: TrainRe
     metrics = {"val_accuracy": result.val_accuracy, "params": genome.params, "flops": genome.flops,
                "latency_ms": result.latency_ms}
     write(trial, val_accuracy=result.val_accuracy, test_accuracy=result.test_accuracy, latency_ms=result.latency_ms,
-          train_time_s=result.train_time_s, lr=prepared.train.lr)
+          train_time_s=result.train_time_s, lr=prepared.train.lr, val_samples=result.val_samples)
     if save is not None:
         write(trial, weights_artifact=save(result.model))
     return metrics

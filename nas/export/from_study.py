@@ -92,8 +92,9 @@ def export_trial(name: str, url: str, out: str | Path, *, number: int | None = N
     trial = select_trial(study, number, max_params)
     genome = Genome.from_json(TrialRecord.of(trial).genome, f"trial {trial.number} genome").validate()
     data = load_dataset(config.dataset)
-    training = config.training.train_config(optuna.trial.FixedTrial(trial.params, trial.number), config.max_epochs)
     record = TrialRecord.of(trial)
+    trained_by = trial.number if record.duplicate_of is None else record.duplicate_of  # a copy carries its twin's fit
+    training = config.training.train_config(optuna.trial.FixedTrial(trial.params, trained_by), config.max_epochs)
     metrics = {"val_accuracy": record.val_accuracy, "test_accuracy": record.test_accuracy,
                "params": genome.params, "flops": genome.flops}
     state, missing = trial_weights(artifact_dir(config, url), trial)
@@ -124,7 +125,8 @@ def export_trial(name: str, url: str, out: str | Path, *, number: int | None = N
                               "flattened normalized features" if data.spec.permute else None}
     manifest = {"study": name, "trial": trial.number, "summary": genome.summary(), "genome_key": genome.key(),
                 "input_shape": list(data.input_shape), "classes": list(data.classes), "dataset": dataset,
-                "metrics": metrics, "seed": training.seed, "training": settings, "weights": source}
+                "metrics": metrics, "seed": training.seed, "trained_by_trial": trained_by, "training": settings,
+                "weights": source}
     title = (f"Trial {trial.number} of study {name!r}: {genome.summary()} (val {100 * metrics['val_accuracy']:.2f}%, "
              f"{genome.params:,} params)")
     return write_bundle(genome, state, out, fold_bn=fold_bn, onnx=onnx, manifest=manifest, data=data, title=title)

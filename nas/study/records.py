@@ -4,12 +4,15 @@ Backends write through :func:`write` (an unknown name is a programming error, no
 export, status and the rung rule read through :meth:`TrialRecord.of`. The attributes:
 
 - what was sampled: ``genome`` (JSON), ``genome_key``, ``summary``, ``family``, ``params``, ``flops``, ``zoo``
-  (a warm-start model's name), ``lr`` (the learning rate it trained with);
+  (a warm-start model's name), ``lr`` (the learning rate it trained with), ``seed`` (its training seed),
+  ``twin_key`` (genome key and training values: the pair this trial trains, see ``nas.execution.twins``);
 - how training went: ``curve`` (per-epoch dicts), ``epochs``, ``rung_<E>`` (val accuracy at rung epoch E),
-  ``val_accuracy``, ``test_accuracy``, ``latency_ms``, ``train_time_s``, ``weights_artifact``;
+  ``val_accuracy``, ``val_samples`` (the validation split's size), ``test_accuracy``, ``latency_ms``,
+  ``train_time_s``, ``weights_artifact``;
 - why it ended as it did: ``reason``, ``traceback``, ``infeasible`` (the constraint it broke), ``violation``,
   ``duplicate_of`` (the trained twin whose result it copies), ``killed`` (its worker died: not counted in the budget);
-- who ran it: ``host``, ``pid``, ``heartbeat``, ``node`` (Ray node id), ``ray_trial`` (Ray Tune trial id; on the
+- who ran it: ``host``, ``pid``, ``pid_start`` (the process's start time, so a reused pid is not taken for it),
+  ``heartbeat`` (beats while it trains or waits), ``node`` (Ray node id), ``ray_trial`` (Ray Tune trial id; on the
   Ray backend ``host``/``pid`` are the driver's).
 """
 from __future__ import annotations
@@ -43,10 +46,13 @@ class TrialRecord:
     flops: int | None = None
     zoo: str | None = None
     lr: float | None = None
+    seed: int | None = None
+    twin_key: str | None = None
     curve: list = field(default_factory=list)
     epochs: int | None = None
     rungs: dict = field(default_factory=dict)  # rung epoch -> val accuracy there
     val_accuracy: float | None = None
+    val_samples: int | None = None
     test_accuracy: float | None = None
     latency_ms: float | None = None
     train_time_s: float | None = None
@@ -59,6 +65,7 @@ class TrialRecord:
     killed: bool = False
     host: str | None = None
     pid: int | None = None
+    pid_start: int | None = None
     heartbeat: float | None = None
     node: str | None = None
     ray_trial: str | None = None

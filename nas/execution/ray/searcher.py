@@ -2,8 +2,9 @@
 
 ``suggest`` reserves a trial under the study's budget lock (so the driver's pid and host are its ``pid``/``host``
 and a dead driver's trials are swept like a dead local worker's), samples its genome define-by-run here in the
-driver, and hands Ray the genome's JSON, the training values and the trial number. Infeasible genomes and copies
-of trained ones are told at once and never reach Ray. ``on_trial_complete`` tells the outcome: COMPLETE with
+driver, and hands Ray the genome's JSON, the training values and the trial number. Infeasible genomes and twins
+of finished trials are told at once and never reach Ray; a twin of a trial still training waits here, without
+blocking the driver, until that one ends (``nas.execution.twins``). ``on_trial_complete`` tells the outcome: COMPLETE with
 the objective values of a full-length fit, PRUNED when the rung rule stopped it (never COMPLETE with partial
 values, which is what Ray's stock OptunaSearch records), FAIL with a reason otherwise.
 """
@@ -16,7 +17,8 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from nas.execution.trial import PreparedTrial, TrialContext, objective_values, prepare_trial, record_failure
+from nas.execution.trial import (PreparedTrial, TrialContext, objective_values, record_failure, sample_trial,
+                                 settle)
 from nas.study.plan import RunPlan, reserve_trial
 from nas.study.records import write
 
@@ -39,7 +41,7 @@ class DriverOnly:
 class StudySearcher(DriverOnly, Searcher):
     """Suggests the study's next trials and records how each Ray trial ended."""
 
-    driver_only = ("ctx", "live")
+    driver_only = ("ctx", "live", "waiting")
 
     def __init__(self, ctx: TrialContext, plan: RunPlan, deadline: float | None = None):
         super().__init__()
@@ -48,25 +50,53 @@ class StudySearcher(DriverOnly, Searcher):
         self.rung_reasons: dict[int, str] = {}      # trial number -> why the rung rule stopped it
         self.unrecorded: list[str] = []             # trials whose outcome the storage refused (raised after the run)
         self.finished = False                       # the budget or the deadline is used up
+        self.waiting: dict[optuna.Trial, PreparedTrial] = {}  # reserved trials whose twin is still training
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        """The next trial that needs training, or FINISHED when the budget (or the deadline) is used up."""
+        """The next trial that needs training; None while only trials waiting for a running twin are left (Ray
+        asks again); FINISHED when the budget (or the deadline) is used up."""
+        for trial, prepared in list(self.waiting.items()):
+            params = self._hand_over(trial_id, trial, self._settle(trial, prepared))
+            if params is not None:
+                return params
         while self.deadline is None or time.time() < self.deadline:
             trial = reserve_trial(self.ctx.study, self.plan)
             if trial is None:
                 break
             try:
-                prepared = prepare_trial(self.ctx, trial)
+                prepared = sample_trial(self.ctx, trial)
             except Exception as exc:  # a trial's crash is recorded, the study goes on (as run_trial does)
                 record_failure(trial, exc)
                 self.ctx.study.tell(trial, state=TrialState.FAIL)
                 continue
             if isinstance(prepared, PreparedTrial):
-                write(trial, ray_trial=trial_id)
-                self.live[trial_id] = trial
-                return ray_params(trial.number, prepared)
+                self.waiting[trial] = prepared
+                params = self._hand_over(trial_id, trial, self._settle(trial, prepared))
+                if params is not None:
+                    return params
+        if self.waiting and (self.deadline is None or time.time() < self.deadline):
+            return None
+        for trial in self.waiting:  # the deadline came first: like a killed worker's, they do not use up the budget
+            write(trial, reason="the time budget ran out while it waited for its running twin", killed=True)
+            self.ctx.study.tell(trial, state=TrialState.FAIL)
+        self.waiting.clear()
         self.finished = True
         return Searcher.FINISHED
+
+    def _settle(self, trial: optuna.Trial, prepared: PreparedTrial) -> PreparedTrial | TrialState | None:
+        """``settle`` without waiting: the driver must keep serving Ray while a twin trains."""
+        outcome = settle(self.ctx, trial, prepared, wait=False)
+        if outcome is not None:
+            del self.waiting[trial]
+        return outcome
+
+    def _hand_over(self, trial_id: str, trial: optuna.Trial, outcome: PreparedTrial | TrialState | None) -> dict | None:
+        """Ray's parameters for a fit to run; None for a trial still waiting or settled by its twin."""
+        if not isinstance(outcome, PreparedTrial):
+            return None
+        write(trial, ray_trial=trial_id)
+        self.live[trial_id] = trial
+        return ray_params(trial.number, outcome)
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: the study's storage holds this searcher's state."""

@@ -1,0 +1,73 @@
+"""Twins (same genome, same training values) are trained once: copied when the first finished, pruned when it was
+pruned, waited for while it runs; whatever parameters drew the genome. Real storage, real training."""
+from __future__ import annotations
+
+import json
+
+import optuna
+from optuna.trial import TrialState
+
+import conftest
+from nas.cli import main
+from nas.execution.trial import prepare_trial, sample_trial, trial_context
+from nas.execution.twins import twin_key
+from nas.study.config import parse_config
+from nas.study.plan import RunPlan, create_study, reserve_trial
+from nas.study.records import write
+
+# One genome only: every choice fixed, except ``groups``, whose two offers both clamp to 2 (2 input channels).
+ONE_GENOME = {"preset": "perm-cnn-1d", "stages": 1, "channels": [8], "kernel": [3], "conv_type": ["conv"],
+              "input_permutations": [1], "groups": [2, 4], "pattern": ["none"], "stride": [1], "head": ["gap"],
+              "norm": ["none"], "act": ["relu"], "dropout": 0.0, "reshape_channels": [2],
+              "permute_first_branch": [False], "permute_between": [False], "downsample": ["stride"]}
+URL = "sqlite:///runs/tiny/study.db"
+
+
+def trials() -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="tiny", storage=URL).get_trials()
+
+
+def test_parameters_that_build_one_genome_train_it_once_and_copies_export_with_its_seed(workdir, capsys):
+    study_file = conftest.write_study(workdir / "tiny.yaml", search_space=ONE_GENOME, budget={"trials": 6})
+    assert main(["run", str(study_file)]) == 0
+    done = trials()
+    assert {t.params["s1_groups"] for t in done} == {2, 4}, "the test needs both offers drawn"
+    trained = [t for t in done if "duplicate_of" not in t.user_attrs]
+    assert len(trained) == 1 and len({t.user_attrs["genome_key"] for t in done}) == 1
+    original = trained[0]
+    copies = [t for t in done if t.user_attrs.get("duplicate_of") == original.number]
+    assert len(copies) == 5 and all(t.values == original.values for t in copies)
+    assert all(t.user_attrs["seed"] == original.user_attrs["seed"] == original.number for t in copies)
+    copy = copies[-1]
+    assert main(["export", str(study_file), "--trial", str(copy.number), "--out", str(workdir / "ex")]) == 0
+    manifest = json.loads((workdir / "ex" / "manifest.json").read_text())
+    assert manifest["trial"] == copy.number and manifest["trained_by_trial"] == original.number
+    assert manifest["seed"] == original.user_attrs["seed"] != copy.number
+
+
+def test_a_twin_of_a_running_trial_waits_for_it_instead_of_training(workdir):
+    study_file = conftest.write_study(workdir / "tiny.yaml", search_space={**ONE_GENOME, "groups": [1]},
+                                      budget={"trials": 4}, execution={"workers": 2},
+                                      pruner={"name": "none", "min_epochs": 4, "max_epochs": 4})
+    assert main(["run", str(study_file)]) == 0
+    done = trials()
+    assert all(t.state == TrialState.COMPLETE for t in done)
+    assert len([t for t in done if "duplicate_of" not in t.user_attrs]) == 1
+
+
+def test_a_twin_of_a_pruned_trial_ends_pruned_without_training(workdir):
+    config = parse_config({**conftest.TINY_STUDY, "search_space": ONE_GENOME, "storage": URL})
+    study = create_study(config, URL)
+    plan = RunPlan(config, URL)
+    ctx = trial_context(plan, study)
+    first = reserve_trial(study, plan)
+    prepared = sample_trial(ctx, first)
+    curve = [{"epoch": 1, "val_accuracy": 0.25}]
+    write(first, twin_key=twin_key(prepared.genome.key(), prepared.train), curve=curve, epochs=1,
+          reason="rung at epoch 1: ...")
+    study.tell(first, state=TrialState.PRUNED)
+    second = reserve_trial(study, plan)
+    assert prepare_trial(ctx, second) == TrialState.PRUNED
+    again = study.get_trials()[second.number]
+    assert again.state == TrialState.PRUNED and again.user_attrs["duplicate_of"] == first.number
+    assert again.user_attrs["curve"] == curve and "which the rung rule stopped after 1 epochs" in again.user_attrs["reason"]
