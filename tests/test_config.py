@@ -34,6 +34,7 @@ def test_quickstart_matches_the_documented_default():
     ({"budget": {"trials": -1}}, "budget.trials"),
     ({"objectives": [{"metric": "params", "direction": "minimize"}]}, "objectives"),
     ({"execution": {"backend": "slurm"}}, "execution.backend"),
+    ({"execution": {"heartbeat_s": 10, "stale_after_s": 20}}, "execution"),
     ({"name": "has space"}, "name"),
 ])
 def test_bad_config_names_the_field(patch, field):

@@ -84,6 +84,6 @@ def run_workers(plan: RunPlan, workers: int, deadline: float | None,
     crashed = [p.exitcode for p in processes if p.exitcode not in (0, None)]
     if crashed:
         study = optuna.load_study(study_name=plan.config.name, storage=open_storage(plan.url))
-        fail_stale_trials(study, url=plan.url)
+        fail_stale_trials(study, plan.config.execution.stale_limit_s, url=plan.url)
         raise RuntimeError(f"{len(crashed)} worker process(es) exited with codes {crashed}; "
                            "their running trials were marked FAIL, run again to finish the budget")

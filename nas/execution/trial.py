@@ -15,6 +15,7 @@ from typing import Callable
 
 import optuna
 import torch
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from evaluators.datasets import Splits, load_dataset
@@ -24,6 +25,7 @@ from nas.search.genomes import genome_family, sample_genome
 from nas.search.presets import dense_space_within, resolve_space
 from nas.study.config import StudyConfig
 from nas.study.plan import RunPlan, artifact_dir
+from nas.execution.heartbeat import heartbeat
 from nas.execution.twins import beat, claim, copy_twin, twin_key
 from nas.study.records import AttributeSink, TrialRecord, write, write_rung
 from search_space import Genome, GenomeError, get_zoo
@@ -81,6 +83,8 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
     """Evaluates one reserved trial and tells the storage; never raises for a bad genome or a failed fit."""
     try:
         return _run_trial(ctx, trial)
+    except UpdateFinishedTrialError:
+        return TrialState.FAIL  # a sweep ended it while this worker lived (a long silence): nothing more to write
     except Exception as exc:  # a trial's crash is recorded, the study goes on
         record_failure(trial, exc)
         ctx.study.tell(trial, state=TrialState.FAIL)
@@ -187,7 +191,8 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
         write(trial, reason=reason)
         return True
 
-    result = train(prepared.genome, ctx.data, prepared.train, callback=on_epoch, evaluate_test=True)
+    with heartbeat(trial, config.execution.heartbeat_s):
+        result = train(prepared.genome, ctx.data, prepared.train, callback=on_epoch, evaluate_test=True)
     write(trial, epochs=result.epochs)
     if result.stopped == "callback":
         study.tell(trial, state=TrialState.PRUNED)

@@ -143,6 +143,20 @@ class Execution(Strict):
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
     max_failures: int = Field(0, ge=-1)  # Ray FailureConfig; -1 retries forever
+    heartbeat_s: float = Field(30.0, gt=0)  # a running (or waiting) trial writes its heartbeat this often
+    stale_after_s: float | None = Field(None, gt=0)  # another host's trial without a beat this long is dead
+
+    @model_validator(mode="after")
+    def _stale_after_beats(self) -> "Execution":
+        if self.stale_after_s is not None and self.stale_after_s < 3 * self.heartbeat_s:
+            raise ValueError(f"stale_after_s ({self.stale_after_s:g}) must be at least 3 heartbeats "
+                             f"(3 x heartbeat_s = {3 * self.heartbeat_s:g}): a live trial would be swept")
+        return self
+
+    @property
+    def stale_limit_s(self) -> float:
+        """How long another host's trial may go without a heartbeat before a sweep fails it: 10 beats by default."""
+        return self.stale_after_s if self.stale_after_s is not None else 10 * self.heartbeat_s
 
 
 class StudyConfig(Strict):

@@ -66,7 +66,7 @@ class QuietReporter:
 def open_plan(plan: RunPlan, reporter: Reporter, label: str) -> tuple[optuna.Study, bool]:
     """Creates or resumes the plan's study, fails dead runs' trials; returns it and whether budget is left."""
     study = create_study(plan.config, plan.url)
-    stale = fail_stale_trials(study, url=plan.url)
+    stale = fail_stale_trials(study, plan.config.execution.stale_limit_s, url=plan.url)
     if stale:
         reporter.message(f"marked {len(stale)} trial(s) of a dead run FAIL: {stale}")
     if counted_trials(study) >= plan.budget:

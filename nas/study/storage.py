@@ -118,7 +118,18 @@ def named_lock(url: str, name: str) -> Iterator[None]:
 
 
 def worker_identity() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": time.time()}
+    """What a trial's worker stamps on it: host, pid and the pid's start time (a reused pid has another)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": process_start(os.getpid()),
+            "heartbeat": time.time()}
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat`` field 22); None without /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rpartition(")")[2].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -140,15 +151,18 @@ def _pid_alive(pid: int) -> bool:
 
 
 def is_stale(trial: FrozenTrial, stale_after_s: float) -> bool:
-    """A RUNNING trial whose worker is gone: a dead pid on this host, or no heartbeat for ``stale_after_s``."""
+    """A RUNNING trial whose worker is gone: on this host a dead pid, or a live one started at another time (the
+    pid was reused); elsewhere no heartbeat for ``stale_after_s``."""
     record = TrialRecord.of(trial)
     if record.host == socket.gethostname() and record.pid is not None:
-        return not _pid_alive(int(record.pid))
+        pid = int(record.pid)
+        reused = record.pid_start is not None and process_start(pid) != record.pid_start
+        return reused or not _pid_alive(pid)
     heartbeat = record.heartbeat or (trial.datetime_start.timestamp() if trial.datetime_start else 0)
     return time.time() - heartbeat > stale_after_s
 
 
-def fail_stale_trials(study: optuna.Study, stale_after_s: float = 900.0, url: str | None = None) -> list[int]:
+def fail_stale_trials(study: optuna.Study, stale_after_s: float, url: str | None = None) -> list[int]:
     """Marks RUNNING trials of dead workers FAIL with a reason; returns their numbers.
 
     With the storage ``url``, also the trials their worker never stamped with its host and pid: it was killed

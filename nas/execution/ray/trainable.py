@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Callable
 
 import ray
+from optuna.exceptions import UpdateFinishedTrialError
 from ray import tune
 
 from evaluators.datasets import Splits, load_dataset
 from evaluators.training import EpochReport, TrainConfig, train
+from nas.execution.heartbeat import heartbeat
 from nas.execution.ray.searcher import OUTCOME
 from nas.execution.trial import PreparedTrial, record_epoch, record_failure, record_result, upload_weights
 from nas.study.config import parse_config
@@ -63,12 +65,15 @@ def train_ray_trial(params: dict, setup: RaySetup) -> None:
                          **report.to_dict()})
             return False  # the RungScheduler decides; a stopped trial never returns from tune.report
 
-        result = train(genome, data, prepared.train, callback=on_epoch, evaluate_test=True)
+        with heartbeat(trial, config.execution.heartbeat_s):
+            result = train(genome, data, prepared.train, callback=on_epoch, evaluate_test=True)
         epochs = result.epochs
         write(trial, epochs=epochs)
         artifacts = Path(setup.artifact_dir)
         metrics = record_result(trial, prepared, result, lambda model: upload_weights(
             artifacts, trial.number, trial.frozen(), model, storage))
+    except UpdateFinishedTrialError:
+        pass  # a sweep ended it while this worker lived: nothing more to write, the driver tells nothing new
     except Exception as exc:  # a trial's crash is recorded, the study goes on
         record_failure(trial, exc)
     tune.report({"number": trial.number, "epoch": epochs, OUTCOME: "fail" if metrics is None else "complete",
