@@ -35,6 +35,7 @@ class TrialPoint:
     family: str
     zoo: str | None
     duplicate_of: int | None
+    val_samples: int | None = None  # the validation split's size (for the headline's standard errors)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def trial_point(trial: FrozenTrial) -> TrialPoint:
     complete = r.state == TrialState.COMPLETE
     return TrialPoint(r.number, "complete" if complete else "pruned", float(r.last_val_accuracy),
                       r.test_accuracy if complete else None, int(r.params), r.flops, r.epochs_done, r.summary,
-                      r.family or "unknown", r.zoo, r.duplicate_of)
+                      r.family or "unknown", r.zoo, r.duplicate_of, r.val_samples)
 
 
 def hypervolume_data(trials: list[FrozenTrial], baseline: list[FrozenTrial] | None, reference: float) -> Hypervolume:

@@ -32,6 +32,7 @@ class TrialRow:
     family: str
     reason: str | None
     zoo: str | None
+    val_samples: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,7 +41,7 @@ class TrialRow:
 def trial_row(trial: FrozenTrial) -> TrialRow:
     r = TrialRecord.of(trial)
     return TrialRow(r.number, r.shown_state, r.val_accuracy, r.test_accuracy, r.params, r.flops, r.epochs_done,
-                    r.summary, r.family, r.reason, r.zoo)
+                    r.summary, r.family, r.reason, r.zoo, r.val_samples)
 
 
 def trained(trial: FrozenTrial) -> bool:
@@ -79,25 +80,35 @@ def params_reference(study: optuna.Study) -> float:
 
 
 class Scored(Protocol):
-    """A finished trial as a row or a plot point: its number, val accuracy and size."""
+    """A finished trial as a row or a plot point: its number, accuracies, size and validation split size."""
 
     number: int
     val_accuracy: Any
+    test_accuracy: Any
     params: Any
+    val_samples: Any
+
+
+def standard_error(accuracy: float, samples: int | None) -> float:
+    """Binomial standard error of an accuracy measured on ``samples`` examples (0 when the size is unknown)."""
+    return math.sqrt(accuracy * (1 - accuracy) / samples) if samples else 0.0
 
 
 @dataclass(frozen=True)
 class Headline:
-    """Whether (and by how much) the smallest searched genome that beats the best dense baseline is smaller.
+    """How the searched front compares with the best dense baseline, on validation, with its uncertainty.
 
-    Best dense = highest val accuracy (fewer parameters on a tie); a genome beats it with higher val accuracy
-    and fewer parameters; of those, the smallest (the more accurate on a tie) is named.
+    Best dense = highest val accuracy (fewer parameters on a tie). Among searched trials with fewer parameters, one
+    *beats* it when ahead on validation by more than the combined standard error sqrt(se_searched^2 + se_dense^2),
+    and *matches* it when within that error either way; the smallest such trial (the more accurate on a tie) is
+    named, beating before matching. Test accuracies are shown beside, never used to choose.
     """
 
     text: str
     best_dense: Any | None        # the row or point given
-    smallest_beating: Any | None
-    size_ratio: float | None      # dense params / beating params
+    smallest_beating: Any | None  # the trial named (beating or matching)
+    size_ratio: float | None      # dense params / named trial's params
+    verdict: str | None = None    # 'beats' | 'matches' | None
 
 
 def headline(front: Sequence[Scored], baseline_front: Sequence[Scored]) -> Headline:
@@ -105,15 +116,35 @@ def headline(front: Sequence[Scored], baseline_front: Sequence[Scored]) -> Headl
     if not baseline_front:
         return Headline("No dense baseline in this storage to compare with.", None, None, None)
     dense = max(baseline_front, key=lambda r: (r.val_accuracy, -r.params))
-    dense_text = f"the best dense baseline ({dense.val_accuracy:.1%} with {dense.params:,} params)"
-    beating = [r for r in front if r.val_accuracy > dense.val_accuracy and r.params < dense.params]
-    if not beating:
-        return Headline(f"No searched genome beats {dense_text} with fewer parameters yet.", dense, None, None)
-    best = min(beating, key=lambda r: (r.params, -r.val_accuracy))
+    dense_se = standard_error(dense.val_accuracy, dense.val_samples)
+    dense_text = f"the best dense baseline ({_pm(dense.val_accuracy, dense_se)} with {dense.params:,} params)"
+
+    def margin(r: Scored) -> float:
+        return math.hypot(standard_error(r.val_accuracy, r.val_samples), dense_se)
+
+    smaller = [r for r in front if r.params < dense.params]
+    named = {"beats": [r for r in smaller if r.val_accuracy - dense.val_accuracy > margin(r)],
+             "matches": [r for r in smaller if abs(r.val_accuracy - dense.val_accuracy) <= margin(r)]}
+    verdict = next((v for v in ("beats", "matches") if named[v]), None)
+    if verdict is None:
+        return Headline(f"No searched genome with fewer parameters matches {dense_text} on validation yet.",
+                        dense, None, None)
+    best = min(named[verdict], key=lambda r: (r.params, -r.val_accuracy))
     ratio = dense.params / best.params
-    fraction = f"1/{ratio:.0f}" if ratio >= 2 else f"1/{ratio:.2f}"
-    return Headline(f"Trial {best.number} ({best.val_accuracy:.1%}) beats {dense_text} with {fraction} of its "
-                    f"parameters ({best.params:,}).", dense, best, ratio)
+    fraction = f"1/{ratio:.0f}" if ratio >= 10 else f"1/{ratio:.1f}"
+    se = standard_error(best.val_accuracy, best.val_samples)
+    test = f"; test {_pct(best.test_accuracy)} vs {_pct(dense.test_accuracy)}" \
+        if best.test_accuracy is not None or dense.test_accuracy is not None else ""
+    return Headline(f"Trial {best.number} ({_pm(best.val_accuracy, se)}) {verdict} {dense_text} on validation "
+                    f"with {fraction} of its parameters ({best.params:,}){test}.", dense, best, ratio, verdict)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _pm(accuracy: float, se: float) -> str:
+    return f"{accuracy:.1%}" + (f" ± {100 * se:.1f}" if se else "")
 
 
 def study_summary(study: optuna.Study, baseline: optuna.Study | None = None) -> dict:
