@@ -108,6 +108,8 @@ CASES = [
          ("storage: cannot connect to postgresql://u:***@127.0.0.1:1/db",)),
     Case("unsupported storage", study(storage="mongodb://admin:hunter2@localhost/db"), RUN,
          ("storage", "mongodb://admin:***@")),
+    Case("mysql storage", study(storage="mysql://admin:hunter2@localhost/db"), RUN,
+         ("storage: MySQL is not supported", "mysql://admin:***@", "SQLite and PostgreSQL")),
     # genome files: nas genome show GENOME.json
     Case("genome with a cycle", genome(lambda g: g["edges"].append({"source": "gap", "target": "conv", "slot": 1})),
          SHOW, ("part of a cycle",)),

@@ -53,14 +53,16 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"storage: cannot open {path} ({exc})") from None
         kwargs = {"connect_args": {"timeout": 60}}
-    elif url.startswith(("postgresql", "mysql")):
+    elif url.startswith("postgresql"):
         kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    elif url.startswith("mysql"):
+        raise ConfigError(f"storage: MySQL is not supported ({mask_url(url)!r}): the budget lock that keeps concurrent "
+                          "workers to the exact budget exists for SQLite and PostgreSQL only; use one of those")
     else:
         raise ConfigError(f"storage: unsupported URL {mask_url(url)!r}; use sqlite:///... or postgresql://...")
     # Processes opening a new storage at once would all create its tables; the losers fail on a unique key.
     # Readers (create=False) find the tables made and take no lock, so a read-only copy stays readable.
-    creating = create and not url.startswith("mysql")
-    schema_lock = named_lock(url, "nas-explorer schema") if creating else contextlib.nullcontext()
+    schema_lock = named_lock(url, "nas-explorer schema") if create else contextlib.nullcontext()
     try:
         with schema_lock:
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_compatibility_check=False)

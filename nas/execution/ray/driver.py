@@ -94,12 +94,17 @@ class RayBackend:
                                       storage_path=str(results_dir),
                                       failure_config=tune.FailureConfig(max_failures=execution.max_failures),
                                       callbacks=[ProgressCallback(poll)], verbose=0))
-        tuner.fit()
+        results = tuner.fit()
         if searcher.unrecorded:
             raise RuntimeError(f"{len(searcher.unrecorded)} trial(s) could not be recorded in {mask_url(plan.url)}: "
                                f"{'; '.join(searcher.unrecorded[:3])}; run again to mark them FAIL and finish the "
                                "budget")
         if not searcher.finished or searcher.live:
+            if results.num_errors:  # Tune gave up on errored trials: a failure, not an interrupt
+                first = str(results.errors[0]).strip().splitlines()
+                raise RuntimeError(f"Ray Tune ended the run with {results.num_errors} errored trial(s) "
+                                   f"({first[0][:200] if first else 'no message'}); their error.txt is under "
+                                   f"{results_dir}; run again to mark unfinished trials FAIL and finish the budget")
             # Tune ends fit() quietly on Ctrl-C; its untold trials stay RUNNING until the next run sweeps them
             raise KeyboardInterrupt
 
