@@ -1,10 +1,13 @@
-"""Hypervolume reached at equal wall-clock budget: NSGA-II + Pareto-aware ASHA vs random and NSGA-II without pruning.
+"""Hypervolume reached at equal wall-clock budget: NSGA-II + Pareto-aware ASHA against random + ASHA, random and
+NSGA-II without pruning, so the gain of the sampler and of the scheduler can be told apart.
 
 Runs the quickstart study (dense baseline off) once per (method, seed), each in its own SQLite storage, one after
-another so they get the same machine, and compares the final hypervolume of (val accuracy, -log10 params) and the
-epochs trained.
+another (methods interleaved per seed) so they get the same machine. Every run stops at the same wall-clock
+instant: only trials finished by then count (running ones are cut). NSGA-II gets the population a user of the
+study would get for its real trial budget. ``--keep DIR`` keeps each run's storage (``rung_floor.py`` replays
+the no-pruning runs).
 
-    python benchmarks/search.py [--minutes 1.5] [--seeds 0 1 2] [--workers 1] [--write-results]
+    python benchmarks/search.py [--minutes 5] [--seeds 0 1 2 3 4] [--workers 2] [--keep DIR] [--write-results]
 """
 from __future__ import annotations
 
@@ -25,44 +28,60 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _results import write_section  # noqa: E402  (benchmarks/ is the script's folder)
+from evaluators.datasets import load_dataset  # noqa: E402
 from nas.execution.local import LocalBackend  # noqa: E402
 from nas.study.config import parse_config  # noqa: E402
 from nas.study.plan import RunPlan  # noqa: E402
 from nas.study.run import QuietReporter, run_plan  # noqa: E402
-from nas.study.summary import hypervolume, pareto_trials, params_reference  # noqa: E402
+from nas.search.samplers import default_population  # noqa: E402
+from nas.study.summary import hypervolume, params_reference  # noqa: E402
 
 METHODS = {
     "nsga2+asha (default)": {"sampler": "nsga2", "pruner": "asha"},
+    "random+asha": {"sampler": "random", "pruner": "asha"},
     "random, no pruning": {"sampler": "random", "pruner": "none"},
     "nsga2, no pruning": {"sampler": "nsga2", "pruner": "none"},
 }
 
 
 def study_config(base: dict, method: dict, seed: int, minutes: float, workers: int, url: str) -> dict:
+    """The quickstart as one contender: its sampler and pruner, time as the only budget, NSGA-II's population
+    the one the quickstart's own trial budget gives."""
     config = dict(base)
     pruner = dict(base["pruner"])
     if method["pruner"] == "none":
         pruner = {"name": "none", "min_epochs": pruner["max_epochs"], "max_epochs": pruner["max_epochs"]}
-    config.update(name="bench", sampler={"name": method["sampler"], "seed": seed}, pruner=pruner,
-                  budget={"trials": 10_000, "minutes": minutes}, baseline={"trials": 0},
-                  execution={"backend": "local", "workers": workers}, storage=url)
+    sampler = {"name": method["sampler"], "seed": seed}
+    if method["sampler"] == "nsga2":
+        sampler["population_size"] = default_population(base["budget"]["trials"])
+    config.update(name="bench", sampler=sampler, pruner=pruner, budget={"trials": 10_000, "minutes": minutes},
+                  baseline={"trials": 0}, execution={"backend": "local", "workers": workers}, storage=url)
     return config
 
 
-def run_one(base: dict, method: dict, seed: int, minutes: float, workers: int) -> dict:
+def finished_by(trials: list, instant: float) -> list:
+    """Trials that ended (any state) by the wall-clock ``instant``: what a run stopped then would have."""
+    return [t for t in trials if t.datetime_complete is not None and t.datetime_complete.timestamp() <= instant]
+
+
+def run_one(base: dict, method: dict, seed: int, minutes: float, workers: int, keep: Path | None, name: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/study.db"
+        folder = keep / f"{name.split(' ')[0].replace(',', '')}-{method['pruner']}-seed{seed}" if keep else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "study.db").unlink(missing_ok=True)
+        url = f"sqlite:///{folder}/study.db"
         config = parse_config(study_config(base, method, seed, minutes, workers, url))
-        started = time.perf_counter()
-        study = run_plan(RunPlan(config, url), LocalBackend(workers), time.time() + 60 * minutes, QuietReporter(),
-                         "bench")
-        wall = time.perf_counter() - started
-        trials = study.get_trials(deepcopy=False)
+        started = time.time()
+        stop = started + 60 * minutes
+        study = run_plan(RunPlan(config, url), LocalBackend(workers), stop, QuietReporter(), "bench")
+        wall = time.time() - started
+        trials = finished_by(study.get_trials(deepcopy=False), stop)
+        trained = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and "infeasible" not in
+                   t.user_attrs and "duplicate_of" not in t.user_attrs]
         epochs = sum(len(t.user_attrs.get("curve", [])) for t in trials)
-        front = pareto_trials(study)
-        return {"hv": hypervolume(front, params_reference(study)), "trials": len(trials), "epochs": epochs,
-                "complete": sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials),
-                "best_acc": max((t.user_attrs["val_accuracy"] for t in front), default=0.0), "wall_s": wall}
+        return {"hv": hypervolume(trained, params_reference(study)), "trials": len(trials), "epochs": epochs,
+                "complete": len(trained), "wall_s": wall,
+                "best_acc": max((t.user_attrs["val_accuracy"] for t in trained), default=0.0)}
 
 
 def summarize(results: dict[str, list[dict]]) -> list[dict]:
@@ -77,47 +96,70 @@ def summarize(results: dict[str, list[dict]]) -> list[dict]:
     return rows
 
 
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b > 0 else "n/a"
+
+
 def table(rows: list[dict]) -> str:
     default = rows[0]
     lines = ["| method | hypervolume (mean ± sd) | vs default | trials | full-budget trials | epochs trained | "
              "best val acc on front |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['hv_mean']:.3f} ± {r['hv_sd']:.3f} | "
-                     f"{r['hv_mean'] / default['hv_mean']:.2f}x | {r['trials']:.1f} | {r['complete']:.1f} | "
+                     f"{_ratio(r['hv_mean'], default['hv_mean'])} | {r['trials']:.1f} | {r['complete']:.1f} | "
                      f"{r['epochs']:.0f} | {100 * r['best_acc']:.1f}% |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=1.5, help="wall-clock budget per run")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--minutes", type=float, default=5, help="wall-clock budget per run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--keep", type=Path, help="keep each run's storage in this folder")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.workers))
     base = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())
+    load_dataset(base["dataset"])  # generated and cached once, before the clock of any contender starts
+    load_before = os.getloadavg()[0]
     results: dict[str, list[dict]] = {name: [] for name in METHODS}
     for seed in args.seeds:  # interleave methods so drifting machine load hits them alike
         for name, method in METHODS.items():
-            run = run_one(base, method, seed, args.minutes, args.workers)
+            run = run_one(base, method, seed, args.minutes, args.workers, args.keep, name)
             results[name].append(run)
             print(f"seed {seed} {name:22s} hv {run['hv']:.3f} trials {run['trials']} complete {run['complete']} "
                   f"epochs {run['epochs']} ({run['wall_s']:.0f}s)", flush=True)
     rows = summarize(results)
-    default, random_row = rows[0], rows[1]
-    no_prune = rows[2]
-    saved = 1 - default["epochs"] / default["trials"] / (no_prune["epochs"] / max(no_prune["trials"], 1))
+    by_name = {r["method"]: r for r in rows}
+
+    def paired(a: str, b: str) -> str:
+        """Hypervolume of ``a`` over ``b``, seed by seed: mean ratio ± sd, and on how many seeds ``a`` was ahead."""
+        ratios = [x["hv"] / y["hv"] for x, y in zip(results[a], results[b]) if y["hv"] > 0]
+        wins = sum(x["hv"] > y["hv"] for x, y in zip(results[a], results[b]))
+        spread = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
+        return f"{statistics.fmean(ratios):.2f}x ± {spread:.2f} (ahead on {wins} of {len(results[a])} seeds)" \
+            if ratios else "n/a"
+
+    per_trial = {n: r["epochs"] / max(r["trials"], 1) for n, r in by_name.items()}
     text = "\n".join([
         "Quickstart study (permuted MNIST-1D, max_params 20000, 18-epoch budget), dense baseline off, each run alone",
-        f"with {args.workers} worker(s) for {args.minutes:g} minutes of wall clock; hypervolume of (val accuracy, "
-        "-log10 params) from (0, -log10 20000).", "", table(rows), "",
-        f"- Default vs random search: {default['hv_mean'] / random_row['hv_mean']:.2f}x the hypervolume "
-        f"({'beats' if default['hv_mean'] > random_row['hv_mean'] else 'does NOT beat'} random search).",
-        f"- Pareto-aware ASHA trained {100 * saved:.0f}% fewer epochs per trial than NSGA-II without pruning, "
-        f"ran {default['trials'] / max(no_prune['trials'], 1):.1f}x as many trials in the same time, and reached "
-        f"{default['hv_mean'] / no_prune['hv_mean']:.2f}x its hypervolume.",
-        f"- date: {datetime.date.today()}, torch {torch.__version__}, load average before: {os.getloadavg()[0]:.1f}",
+        f"with {args.workers} worker(s) for {args.minutes:g} minutes of wall clock, all stopped at the same instant "
+        "(trials still running then are not counted); NSGA-II's population is "
+        f"{default_population(base['budget']['trials'])}, what the quickstart's {base['budget']['trials']}-trial "
+        "budget gives. Hypervolume of (val accuracy, -log10 params) from (0, -log10 20000) over the trials trained "
+        "to full budget.", "", table(rows), "",
+        "Paired by seed (same seed, same machine state as far as interleaving gets):",
+        f"- the whole default vs random search: {paired('nsga2+asha (default)', 'random, no pruning')}",
+        f"- the sampler, under ASHA (NSGA-II + ASHA vs random + ASHA): "
+        f"{paired('nsga2+asha (default)', 'random+asha')}",
+        f"- the sampler, without pruning (NSGA-II vs random): {paired('nsga2, no pruning', 'random, no pruning')}",
+        f"- the scheduler, with random sampling (random + ASHA vs random): "
+        f"{paired('random+asha', 'random, no pruning')}",
+        f"- the scheduler, with NSGA-II: {paired('nsga2+asha (default)', 'nsga2, no pruning')}",
+        f"- epochs per trial: {', '.join(f'{n} {v:.1f}' for n, v in per_trial.items())}",
+        f"- date: {datetime.date.today()}, torch {torch.__version__}, {os.cpu_count()} CPUs, load average before: "
+        f"{load_before:.1f}, after: {os.getloadavg()[0]:.1f}",
         f"- command: `python benchmarks/search.py --minutes {args.minutes:g} --seeds {' '.join(map(str, args.seeds))} "
         f"--workers {args.workers}{' --write-results' if args.write_results else ''}`",
     ])

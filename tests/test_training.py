@@ -24,7 +24,7 @@ from search_space.zoo import mlp
 
 REPORT_KEYS = {"epoch", "train_loss", "val_loss", "val_accuracy", "elapsed_s"}
 RESULT_KEYS = {"val_accuracy", "val_loss", "test_accuracy", "test_loss", "params", "flops", "latency_ms",
-               "train_time_s", "epochs", "curve", "stopped", "reason"}
+               "train_time_s", "epochs", "curve", "stopped", "reason", "val_samples"}
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_lsuv_gives_unit_variance_first_layer(data):
 def test_result_is_json_and_counts_match_the_genome(data, genome):
     result = train(genome, data, fast(epochs=1))
     record = json.loads(json.dumps(result.to_dict(), allow_nan=False))
-    assert set(record) == RESULT_KEYS and "model" not in record
+    assert set(record) == RESULT_KEYS and "model" not in record and record["val_samples"] == len(data.y_val) > 0
     assert result.params == genome.params == sum(p.numel() for p in result.model.parameters())
     assert result.flops == genome.flops and result.latency_ms > 0
     assert not result.model.training and next(result.model.parameters()).device.type == "cpu"

@@ -28,10 +28,15 @@ def make_sampler(config: StudyConfig, worker: int = 0, stored: int = 0) -> optun
         return optuna.samplers.TPESampler(seed=seed,
                                           n_startup_trials=max(4, min(10, config.budget.trials // 4)))
     if s.name == "nsga2":
-        population = s.population_size or max(8, min(50, config.budget.trials // 4))
+        population = s.population_size or default_population(config.budget.trials)
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
     if s.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if s.name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
     return optuna.samplers.GPSampler(seed=seed)
+
+
+def default_population(trials: int) -> int:
+    """NSGA-II's population when the config sets none: a quarter of the trial budget, between 8 and 50."""
+    return max(8, min(50, trials // 4))
