@@ -149,3 +149,17 @@ def test_resuming_with_another_definition_of_a_trial_exits_2_naming_the_field(wo
     assert [t.number for t in trials_of("tiny", "sqlite:///runs/tiny/study.db")] == [t.number for t in before]
     conftest.write_study(workdir / "tiny.yaml", budget={"trials": 3}, execution={"workers": 1})  # budget may grow
     assert main(["run", study_file]) == 0
+
+
+def test_nas_baseline_writes_the_baseline_nas_run_reads(workdir, capsys):
+    study_file = write_study(workdir / "s.yaml", warm_start=[], budget={"trials": 2},
+                             pruner={"name": "none", "min_epochs": 1, "max_epochs": 1})
+    assert main(["baseline", study_file]) == 0
+    baseline_name = optuna.load_study(study_name="s", storage="sqlite:///runs/s/study.db").user_attrs["baseline_study"]
+    tuned = trials_of(baseline_name)
+    assert len(tuned) == 2 and {"lr", "weight_decay", "epochs", "depth"} <= set(tuned[-1].params)
+    capsys.readouterr()
+    assert main(["run", study_file]) == 0
+    assert "dense baseline" in capsys.readouterr().out and len(trials_of(baseline_name)) == 2  # not tuned again
+    assert main(["status", study_file, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["baseline_study"] == baseline_name

@@ -9,6 +9,7 @@ import torch
 
 from nas.errors import ConfigError
 from nas.search.genomes import PRESETS, dense_space, genome_family, resolve_space, sample_genome, sample_mlp
+from nas.search.presets import dense_space_within
 from search_space import GenomeError, build_model, get_zoo
 from search_space.ops import REGISTRY
 
@@ -208,3 +209,18 @@ def test_sample_mlp_is_the_dense_baseline():
         assert all(d.shape[0] in space["width"] for d in dense[:-1]) and dense[-1].shape == (CLASSES,)
         assert 0.0 <= trial.params["dropout"] <= 0.5 and genome_family(genome) == "dense"
     assert depths == {1, 2, 3}
+
+
+def test_a_dense_space_within_a_size_limit_offers_only_networks_that_fit():
+    """Each depth offers the widths whose all-that-wide network fits; any mix of them then fits too."""
+    space = dense_space_within(resolve_space({"preset": "dense"}), 40, CLASSES, 20_000)
+    assert set(space["width_by_depth"]) == {1, 2, 3} and max(space["width_by_depth"][1]) == 384
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
+    for _ in range(60):
+        trial = study.ask()
+        genome = sample_mlp(trial, (40,), CLASSES, space).validate()
+        depth = trial.params["depth"]
+        assert 0 < genome.params <= 20_000 and set(trial.params) == {"depth", "dropout", *(
+            f"d{depth}_l{i}_width" for i in range(1, depth + 1))}
+    tight = dense_space_within(resolve_space({"preset": "dense"}), 40, CLASSES, 1_000)
+    assert tight["depth"] == [1] and tight["width_by_depth"] == {1: [16]}  # 16 wide: 826 params; depth 2 cannot fit

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from evaluators.datasets import Splits, load_dataset
 from evaluators.training import EpochReport, TrainConfig, TrainResult, train
 from nas.scheduling.rungs import rung_verdict
-from nas.search.genomes import genome_family, sample_genome
+from nas.search.genomes import genome_family, sample_epochs, sample_genome
 from nas.search.presets import dense_space_within, resolve_space
 from nas.study.config import StudyConfig
 from nas.study.plan import RunPlan, artifact_dir
@@ -124,7 +124,8 @@ def sample_trial(ctx: TrialContext, trial: optuna.Trial) -> PreparedTrial | Tria
     violation, why = violations(config, genome)
     if violation > 0:
         return _tell_infeasible(ctx, trial, why, genome.params, violation)
-    cfg = config.training.train_config(trial, config.max_epochs, ctx.threads, ctx.device)
+    epochs = sample_epochs(trial, ctx.space, config.max_epochs)
+    cfg = config.training.train_config(trial, epochs, ctx.threads, ctx.device)
     write(trial, seed=cfg.seed)
     return PreparedTrial(genome, cfg)
 

@@ -94,7 +94,8 @@ def export_trial(name: str, url: str, out: str | Path, *, number: int | None = N
     data = load_dataset(config.dataset)
     record = TrialRecord.of(trial)
     trained_by = trial.number if record.duplicate_of is None else record.duplicate_of  # a copy carries its twin's fit
-    training = config.training.train_config(optuna.trial.FixedTrial(trial.params, trained_by), config.max_epochs)
+    epochs = int(trial.params.get("epochs", config.max_epochs))  # the dense baseline draws its epochs
+    training = config.training.train_config(optuna.trial.FixedTrial(trial.params, trained_by), epochs)
     metrics = {"val_accuracy": record.val_accuracy, "test_accuracy": record.test_accuracy,
                "params": genome.params, "flops": genome.flops}
     state, missing = trial_weights(artifact_dir(config, url), trial)

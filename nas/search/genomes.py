@@ -262,11 +262,19 @@ def sample_genome(trial: optuna.trial.BaseTrial, space: dict, input_shape: tuple
 
 def sample_mlp(trial: optuna.trial.BaseTrial, input_shape: tuple[int, ...], num_classes: int,
                space: dict | None = None) -> Genome:
-    """The tuned dense baseline: depth, a width per layer (``l1_width``...), dropout."""
+    """The tuned dense baseline: depth, a width per hidden layer (``d<depth>_l<i>_width``, offered from that
+    depth's widths in ``width_by_depth`` where the space was kept within a size limit), dropout."""
     draw = _Draw(trial, space if space is not None else PRESETS[DENSE])
     depth = draw("depth")
-    widths = [draw("width", f"l{i}_width") for i in range(1, depth + 1)]
+    offered = draw.space.get("width_by_depth", {}).get(depth, _options(draw.space["width"]))
+    widths = [draw("width", f"d{depth}_l{i}_width", choices=offered) for i in range(1, depth + 1)]
     return mlp(tuple(input_shape), num_classes, widths, float(draw("dropout")))
+
+
+def sample_epochs(trial: optuna.trial.BaseTrial, space: dict, default: int) -> int:
+    """How many epochs the trial trains: drawn where the space offers ``epochs`` (the dense baseline), else
+    ``default`` (the pruner's max_epochs)."""
+    return int(_Draw(trial, space)("epochs")) if "epochs" in space else default
 
 
 def genome_family(genome: Genome) -> str:

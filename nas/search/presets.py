@@ -86,8 +86,10 @@ PRESETS["full"] = {
     "act": list(ACTIVATIONS),                  # with tanh and none (a linear network)
 }
 
-# The tuned dense baseline: MLP depth, one width per hidden layer (``l1_width``, ...), dropout.
-PRESETS[DENSE] = {"family": DENSE, "depth": {"low": 1, "high": 3}, "width": [16, 32, 64, 128, 256, 512, 1024],
+# The tuned dense baseline: MLP depth, one width per hidden layer (``d2_l1_width``, ...), dropout, and how many
+# epochs it trains (``epochs``: absent = the pruner's max_epochs).
+PRESETS[DENSE] = {"family": DENSE, "depth": {"low": 1, "high": 3},
+                  "width": [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024],
                   "dropout": {"low": 0.0, "high": 0.5}}
 FAMILY_PRESETS = {"perm-1d": "perm-cnn-1d", "conv2d": "conv2d", DENSE: DENSE}  # where an inline space starts
 
@@ -108,6 +110,7 @@ SCHEMA: dict[str, Key] = {
     "family": Key(str, EVERY, EVERY),
     "depth": Key(int, families=MLP),
     "width": Key(int, families=MLP),
+    "epochs": Key(int, families=MLP),
     "reshape_channels": Key(int, families=PERM),
     "input_permutations": Key(int, families=PERM),
     "permute_first_branch": Key(bool, families=PERM),
@@ -220,9 +223,28 @@ def dense_space() -> dict:
     return copy.deepcopy(PRESETS[DENSE])
 
 
+def mlp_params(features: int, widths: list[int], classes: int) -> int:
+    """Parameters of an MLP (linear layers with biases; dropout has none)."""
+    sizes = [features, *widths, classes]
+    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+
+
 def dense_space_within(space: dict, features: int, classes: int, max_params: int | None) -> dict:
-    """A dense space without widths whose one-hidden-layer net already exceeds ``max_params``; others as given."""
-    if space["family"] != DENSE or max_params is None:
+    """A dense space kept within ``max_params``: for each depth the widths whose network of that depth, every
+    hidden layer that wide, fits (``width_by_depth``). An MLP's size grows with every width, so any mix of widths
+    drawn for a depth fits too: no baseline trial is spent on an infeasible network. Depths where no width fits
+    are dropped (the smallest network stays when none fits at all: it is then recorded infeasible)."""
+    if space["family"] != DENSE:
         return space
-    fits = [w for w in space["width"] if (features + 1) * w + (w + 1) * classes <= max_params]
-    return {**space, "width": fits or space["width"][:1]}
+    depths = _all_options(space["depth"])
+    fits = {d: [w for w in _all_options(space["width"])
+                if max_params is None or mlp_params(features, [w] * d, classes) <= max_params] for d in depths}
+    fits = {d: widths for d, widths in fits.items() if widths} or {depths[0]: _all_options(space["width"])[:1]}
+    return {**space, "depth": list(fits), "width_by_depth": fits}
+
+
+def _all_options(spec: Any) -> list:
+    """Every value a key offers: a list as is, an integer range expanded, a single value."""
+    if isinstance(spec, dict):
+        return list(range(spec["low"], spec["high"] + 1, spec.get("step", 1)))
+    return list(spec) if isinstance(spec, list) else [spec]

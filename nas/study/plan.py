@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from evaluators.datasets import parse_dataset_spec
 from nas.errors import ConfigError
-from nas.study.config import Budget, Pruner, Sampler, StudyConfig
+from nas.study.config import Budget, FloatRange, Pruner, Sampler, StudyConfig, Training
 from nas.study.records import TrialRecord, read_study, write, write_study
 from nas.study.storage import budget_lock, mask_url, open_storage, sqlite_path, worker_identity
 
@@ -82,7 +82,8 @@ def resume_conflict(stored: dict, config: StudyConfig) -> tuple[str, object, obj
 
 
 def baseline_config(config: StudyConfig) -> StudyConfig:
-    """The dense-baseline search for the study's dataset: MLPs at full budget, no pruning, the study's size limits.
+    """The dense-baseline search for the study's dataset: MLPs (depth, widths, dropout, lr, weight decay and
+    1x or 2x the study's epochs searched by TPE), no pruning, the study's size limits.
 
     The baseline is tuned within the same ``constraints`` as the search, so the comparison is like for like; its
     study name includes the limits and a digest of the training settings and epochs, so studies with other limits
@@ -94,12 +95,23 @@ def baseline_config(config: StudyConfig) -> StudyConfig:
     digest = hashlib.sha1(trained_as.encode()).hexdigest()[:6]
     return config.model_copy(update={
         "name": f"baseline-{dataset_slug(config.dataset)}{limits_suffix(config)}-t{digest}",
-        "search_space": {"preset": "dense"},
+        "search_space": {"preset": "dense", "epochs": [epochs, 2 * epochs]},
+        "training": baseline_training(config.training),
         "pruner": Pruner(name="none", min_epochs=epochs, max_epochs=epochs),
         "budget": Budget(trials=config.baseline.trials),
         "warm_start": [BASELINE_WARM_START],
         "sampler": Sampler(name="tpe", seed=config.sampler.seed),
     })
+
+
+def baseline_training(training: Training) -> Training:
+    """The study's training with lr and weight decay searched: a range given stays, a fixed lr ``x`` becomes
+    [x/10, 3x] and a fixed weight decay [1e-6, 1e-2], both log-uniform (the dense baseline is tuned, not guessed)."""
+    lr = training.lr if isinstance(training.lr, FloatRange) else FloatRange(low=training.lr / 10,
+                                                                             high=3 * training.lr, log=True)
+    decay = training.weight_decay if isinstance(training.weight_decay, FloatRange) else \
+        FloatRange(low=1e-6, high=1e-2, log=True)
+    return training.model_copy(update={"lr": lr, "weight_decay": decay})
 
 
 def artifact_dir(config: StudyConfig, url: str) -> Path:
