@@ -63,3 +63,24 @@ def test_hypervolume_2d():
     # two steps: (0.9, -3) and (0.5, -2) -> 0.9*1 + 0.5*1
     assert hypervolume_2d([(0.9, -3.0), (0.5, -2.0), (0.4, -2.5)], (0.0, -4.0)) == pytest.approx(1.4)
     assert hypervolume_2d([], (0.0, 0.0)) == 0.0
+
+
+def test_the_smallest_model_goes_on_whatever_its_accuracy_unless_below_the_median_floor():
+    """The extremes have infinite crowding: with two or more kept, the tiniest model is one of them."""
+    rung = {1: (0.12, -100.0), 2: (0.60, -5000.0), 3: (0.58, -4000.0), 4: (0.55, -3000.0), 5: (0.50, -2000.0),
+            6: (0.45, -1000.0)}
+    assert rung_survivors(rung, 3) == {1, 2}
+    assert rung_survivors(rung, 3, floor="median") == {2, 4}  # 1, 5, 6 are below the median (0.525): 2 go on
+    assert len(rung_survivors({k: rung[k] for k in (1, 2, 3)}, 2, floor="median")) == 2
+
+
+def test_latency_is_left_out_of_rung_decisions():
+    """Latency exists only for finished trials at a rung: it must not rank them below running ones."""
+    from nas.scheduling.rungs import rung_point
+    from nas.study.config import Objective
+
+    objectives = [Objective(metric="val_accuracy", direction="maximize"),
+                  Objective(metric="params", direction="minimize"),
+                  Objective(metric="latency_ms", direction="minimize")]
+    finished = rung_point(0.5, {"params": 10, "latency_ms": 5.0}, objectives)
+    assert finished == rung_point(0.5, {"params": 10}, objectives) == (0.5, -10.0)

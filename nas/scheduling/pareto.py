@@ -8,6 +8,7 @@ the first objective (accuracy), so two extremes of a front are never told apart 
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Hashable, Mapping, Sequence
 
 Point = Sequence[float]
@@ -61,9 +62,18 @@ def pareto_rank(points: Mapping[Hashable, Point]) -> list[Hashable]:
     return order
 
 
-def rung_survivors(rung: Mapping[Hashable, Point], reduction_factor: int) -> set[Hashable]:
-    """The trials at a rung allowed to continue: the top ``ceil(n / reduction_factor)`` by Pareto rank."""
+def rung_survivors(rung: Mapping[Hashable, Point], reduction_factor: int, floor: str = "none") -> set[Hashable]:
+    """The trials at a rung allowed to continue: the top ``ceil(n / reduction_factor)`` by Pareto rank.
+
+    The extremes of the first front have infinite crowding distance, so once two or more trials go on, the
+    smallest model at the rung (always non-dominated on size) goes on whatever its accuracy. With ``floor``
+    'median', only trials whose accuracy at the rung (the first objective) is at least the rung's median are
+    ranked; as at least half the trials are, the number kept is unchanged.
+    """
     keep = math.ceil(len(rung) / reduction_factor)
+    if floor == "median" and rung:
+        median = statistics.median(point[0] for point in rung.values())
+        rung = {key: point for key, point in rung.items() if point[0] >= median}
     return set(pareto_rank(rung)[:keep])
 
 

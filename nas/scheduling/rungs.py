@@ -15,11 +15,18 @@ from nas.study.config import Objective, StudyConfig
 from nas.study.records import TrialRecord
 
 
+RUNG_METRICS = ("params", "flops")  # known before training, the same for every trial at a rung
+
+
 def rung_point(val_accuracy: float, metrics: Mapping[str, float], objectives: list[Objective]) -> tuple:
-    """(accuracy at the rung, the other objectives) oriented to maximize; an unknown metric (latency before
-    training) counts as 0, a tie."""
-    values = [val_accuracy, *(float(metrics.get(o.metric, 0.0)) for o in objectives[1:])]
-    return oriented(values, [o.direction for o in objectives])
+    """(accuracy at the rung, the analytic objectives) oriented to maximize.
+
+    Objectives measured after training (``latency_ms``) are left out: at a rung they exist only for finished
+    trials, and a latency measured while other workers train is not comparable anyway.
+    """
+    ranked = [objectives[0], *(o for o in objectives[1:] if o.metric in RUNG_METRICS)]
+    values = [val_accuracy, *(float(metrics[o.metric]) for o in ranked[1:])]
+    return oriented(values, [o.direction for o in ranked])
 
 
 def rung_records(study: optuna.Study, epoch: int, objectives: list[Objective], exclude: int) -> dict[int, tuple]:
@@ -41,7 +48,7 @@ def rung_verdict(study: optuna.Study, config: StudyConfig, number: int, epoch: i
     """
     records = rung_records(study, epoch, config.objectives, number)
     records[number] = rung_point(val_accuracy, metrics, config.objectives)
-    if number in rung_survivors(records, config.pruner.reduction_factor):
+    if number in rung_survivors(records, config.pruner.reduction_factor, config.pruner.floor):
         return None
     return (f"rung at epoch {epoch}: not in the top 1/{config.pruner.reduction_factor} of {len(records)} trials "
             f"by Pareto rank")

@@ -45,6 +45,7 @@ class Pruner(Strict):
     min_epochs: int = Field(2, gt=0)
     max_epochs: int = Field(18, gt=0)
     reduction_factor: int = Field(3, ge=2)
+    floor: Literal["none", "median"] = "none"  # 'median': below the rung's median accuracy never goes on
 
     @model_validator(mode="after")
     def _order(self) -> "Pruner":
