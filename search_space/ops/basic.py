@@ -11,7 +11,7 @@ from search_space.ops.base import ACTS, Attr, Op, conv_out_size, layer_call, reg
 
 
 @register
-class Input(Op):
+class InputOp(Op):
     name, arity = "input", 0
     attrs = {"shape": Attr(list)}
 
@@ -30,7 +30,7 @@ class Input(Op):
 
 
 @register
-class Output(Op):
+class OutputOp(Op):
     name = "output"
 
     def out_shape(self, node, a, ins):
@@ -47,7 +47,7 @@ class Output(Op):
 
 
 @register
-class Reshape(Op):
+class ReshapeOp(Op):
     name = "reshape"
     attrs = {"shape": Attr(list)}
 
@@ -72,7 +72,7 @@ class Reshape(Op):
 
 
 @register
-class Flatten(Op):
+class FlattenOp(Op):
     name = "flatten"
 
     def out_shape(self, node, a, ins):
@@ -89,7 +89,7 @@ class Flatten(Op):
 
 
 @register
-class Permute(Op):
+class PermuteOp(Op):
     name, design = "permute", "permutation"
     attrs = {"seed": Attr(int, 0, minimum=0, maximum=2**63 - 1)}  # torch.Generator seeds are 64-bit
 
@@ -108,7 +108,7 @@ class Permute(Op):
 
 
 @register
-class Reduce(Op):
+class ReduceOp(Op):
     name, design = "reduce", "plain"
     attrs = {"out_channels": Attr(int, minimum=1), "order": Attr(str, "conv-bn-act", ("conv-bn-act", "bn-act-conv", "conv")),
              "act": Attr(str, "relu", ACTS)}
@@ -136,7 +136,7 @@ class Reduce(Op):
 
 
 @register
-class Norm(Op):
+class NormOp(Op):
     name = "norm"
     attrs = {"kind": Attr(str, "batch", ("batch", "none"))}
 
@@ -157,7 +157,7 @@ class Norm(Op):
 
 
 @register
-class Act(Op):
+class ActOp(Op):
     name = "act"
     attrs = {"fn": Attr(str, "relu", ACTS)}
 
@@ -175,7 +175,7 @@ class Act(Op):
 
 
 @register
-class Dropout(Op):
+class DropoutOp(Op):
     name = "dropout"
     attrs = {"p": Attr(float, 0.0, minimum=0.0)}
 
@@ -195,7 +195,7 @@ class Dropout(Op):
 
 
 @register
-class Pool(Op):
+class PoolOp(Op):
     name = "pool"
     attrs = {"kind": Attr(str, "max", ("max", "avg")), "kernel": Attr(int, 2, minimum=1), "stride": Attr(int, 0, minimum=0)}
 
@@ -217,7 +217,7 @@ class Pool(Op):
 
 
 @register
-class GlobalPool(Op):
+class GlobalPoolOp(Op):
     name = "global_pool"
     attrs = {"kind": Attr(str, "avg", ("avg", "max"))}
 
@@ -236,7 +236,7 @@ class GlobalPool(Op):
 
 
 @register
-class Dense(Op):
+class DenseOp(Op):
     name = "dense"
     attrs = {"out_features": Attr(int, minimum=1), "bias": Attr(bool, True)}
 
@@ -263,7 +263,7 @@ class Dense(Op):
 
 
 @register
-class Concat(Op):
+class ConcatOp(Op):
     name, arity = "concat", -1
 
     def out_shape(self, node, a, ins):
@@ -280,7 +280,7 @@ class Concat(Op):
 
 
 @register
-class Add(Op):
+class AddOp(Op):
     name, arity = "add", -1
 
     def out_shape(self, node, a, ins):

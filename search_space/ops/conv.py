@@ -85,7 +85,7 @@ CONV_BASE = {"out_channels": Attr(int, minimum=1), "kernel": Attr(int, 3, minimu
 
 
 @register
-class Conv(ConvLike):
+class ConvOp(ConvLike):
     name = "conv"
     attrs = {**CONV_BASE, "dilation": Attr(int, 1, minimum=1), "groups": Attr(int, 1, minimum=1),
              "pattern": Attr(str, "none", PATTERNS), "cycle": Attr(int, 4, minimum=2)}
@@ -125,7 +125,7 @@ class Conv(ConvLike):
 
 
 @register
-class TwistConv(Conv):
+class TwistConvOp(ConvOp):
     name = "twist_conv"
     design = "twist"
     attrs = {"out_channels": Attr(int, minimum=1), "stride": Attr(int, 1, minimum=1), "groups": Attr(int, 1, minimum=1),
@@ -170,7 +170,7 @@ class TwistConv(Conv):
 
 
 @register
-class FactorizedConv(ConvLike):
+class FactorizedConvOp(ConvLike):
     name = "factorized_conv"
     image_only, design = True, "decomposed"
     attrs = {**CONV_BASE, "mid_channels": Attr(int, 0, minimum=0), "act": Attr(str, "relu", ACTS)}
@@ -206,7 +206,7 @@ class FactorizedConv(ConvLike):
 
 
 @register
-class SeparableConv(ConvLike):
+class SeparableConvOp(ConvLike):
     name = "separable_conv"
     design = "decomposed"
     attrs = dict(CONV_BASE)
@@ -231,7 +231,7 @@ class SeparableConv(ConvLike):
 
 
 @register
-class LowRankConv(ConvLike):
+class LowRankConvOp(ConvLike):
     name = "lowrank_conv"
     design = "decomposed"
     attrs = {**CONV_BASE, "rank": Attr(int, minimum=1)}
