@@ -163,3 +163,15 @@ def test_nas_baseline_writes_the_baseline_nas_run_reads(workdir, capsys):
     assert "dense baseline" in capsys.readouterr().out and len(trials_of(baseline_name)) == 2  # not tuned again
     assert main(["status", study_file, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["baseline_study"] == baseline_name
+
+
+def test_a_study_stored_before_a_config_field_existed_resumes(workdir):
+    """A stored config lacks fields added since (here ``pruner.floor``): they count at their defaults."""
+    study_file = str(conftest.write_study(workdir / "tiny.yaml", budget={"trials": 1}))
+    assert main(["run", study_file]) == 0
+    study = optuna.load_study(study_name="tiny", storage="sqlite:///runs/tiny/study.db")
+    older = study.user_attrs["config"]
+    del older["pruner"]["floor"]
+    study.set_user_attr("config", older)
+    assert main(["run", study_file, "--trials", "2"]) == 0
+    assert len(trials_of("tiny", "sqlite:///runs/tiny/study.db")) == 2

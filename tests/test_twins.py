@@ -71,3 +71,24 @@ def test_a_twin_of_a_pruned_trial_ends_pruned_without_training(workdir):
     again = study.get_trials()[second.number]
     assert again.state == TrialState.PRUNED and again.user_attrs["duplicate_of"] == first.number
     assert again.user_attrs["curve"] == curve and "which the rung rule stopped after 1 epochs" in again.user_attrs["reason"]
+
+
+def test_a_twin_whose_worker_died_is_swept_and_the_waiting_trial_trains(workdir):
+    """Waiting on a dead worker's trial would hang the run: the waiter sweeps it and trains the genome itself."""
+    import subprocess
+    import sys
+
+    config = parse_config({**conftest.TINY_STUDY, "search_space": ONE_GENOME, "storage": URL})
+    study = create_study(config, URL)
+    plan = RunPlan(config, URL)
+    ctx = trial_context(plan, study)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    first = reserve_trial(study, plan)
+    prepared = sample_trial(ctx, first)
+    write(first, twin_key=twin_key(prepared.genome.key(), prepared.train), pid=int(dead.stdout), pid_start=None)
+    second = reserve_trial(study, plan)
+    outcome = prepare_trial(ctx, second)
+    assert not isinstance(outcome, TrialState) and outcome.genome.key() == prepared.genome.key()
+    trials = study.get_trials()
+    assert trials[first.number].state == TrialState.FAIL and trials[first.number].user_attrs["killed"]
+    assert trials[second.number].user_attrs["twin_key"] == trials[first.number].user_attrs["twin_key"]

@@ -34,13 +34,14 @@ class LocalBackend:
         run_workers(plan, self.workers, deadline, poll)
 
 
-def worker_loop(plan: RunPlan, worker: int, threads: int, deadline: float | None,
+def worker_loop(plan: RunPlan, worker: int, threads: int, deadline: float | None, stored: int,
                 on_trial: Callable[[int, TrialState], None] | None = None) -> None:
-    """Reserve, evaluate, repeat until the budget or the deadline is reached."""
+    """Reserve, evaluate, repeat until the budget or the deadline is reached; ``stored`` is how many trials the
+    study held when the run started (the sampler's seed depends on it)."""
     torch.set_num_threads(threads)
     config = plan.config
-    study = optuna.load_study(study_name=config.name, storage=open_storage(plan.url))
-    study.sampler = make_sampler(config, worker, stored=len(study.get_trials(deepcopy=False)))
+    study = optuna.load_study(study_name=config.name, storage=open_storage(plan.url),
+                              sampler=make_sampler(config, worker, stored))
     ctx = trial_context(plan, study, threads)
     while deadline is None or time.time() < deadline:
         trial = reserve_trial(study, plan)
@@ -51,29 +52,37 @@ def worker_loop(plan: RunPlan, worker: int, threads: int, deadline: float | None
             on_trial(trial.number, state)
 
 
-def _spawned_worker(config_data: dict, url: str, worker: int, threads: int, deadline: float | None) -> None:
-    worker_loop(RunPlan(parse_config(config_data), url), worker, threads, deadline)
+def _spawned_worker(config_data: dict, url: str, worker: int, threads: int, deadline: float | None,
+                    stored: int) -> None:
+    worker_loop(RunPlan(parse_config(config_data), url), worker, threads, deadline, stored)
 
 
 def run_workers(plan: RunPlan, workers: int, deadline: float | None,
                 poll: Callable[[], None] | None = None) -> None:
     """Runs ``workers`` processes (in-process for one) until the budget or deadline; ``poll`` runs each second."""
     threads = max(1, (os.cpu_count() or 1) // workers)
+    study = optuna.load_study(study_name=plan.config.name, storage=open_storage(plan.url))
+    stored = len(study.get_trials(deepcopy=False))  # counted once: every worker seeds from the same number
     if workers == 1:
-        worker_loop(plan, 0, threads, deadline, on_trial=(lambda *_: poll()) if poll else None)
+        worker_loop(plan, 0, threads, deadline, stored, on_trial=(lambda *_: poll()) if poll else None)
         return
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_spawned_worker, daemon=False,
-                                 args=(plan.config.model_dump(mode="json"), plan.url, i, threads, deadline))
+                                 args=(plan.config.model_dump(mode="json"), plan.url, i, threads, deadline, stored))
                  for i in range(workers)]
     for process in processes:
         process.start()
+    swept = 0
     try:
         while any(p.is_alive() for p in processes):
             if poll is not None:
                 poll()
             for p in processes:
                 p.join(timeout=1.0 / workers)
+            crashed_now = sum(p.exitcode not in (0, None) for p in processes)
+            if crashed_now > swept:  # a crashed worker's trial is released at once: a live one may wait for it
+                fail_stale_trials(study, plan.config.execution.stale_limit_s, url=plan.url)
+                swept = crashed_now
     finally:
         for p in processes:
             if p.is_alive():
@@ -83,7 +92,6 @@ def run_workers(plan: RunPlan, workers: int, deadline: float | None,
         poll()
     crashed = [p.exitcode for p in processes if p.exitcode not in (0, None)]
     if crashed:
-        study = optuna.load_study(study_name=plan.config.name, storage=open_storage(plan.url))
         fail_stale_trials(study, plan.config.execution.stale_limit_s, url=plan.url)
         raise RuntimeError(f"{len(crashed)} worker process(es) exited with codes {crashed}; "
                            "their running trials were marked FAIL, run again to finish the budget")

@@ -28,6 +28,7 @@ from nas.study.plan import RunPlan, artifact_dir
 from nas.execution.heartbeat import heartbeat
 from nas.execution.twins import beat, claim, copy_twin, twin_key
 from nas.study.records import AttributeSink, TrialRecord, write, write_rung
+from nas.study.storage import fail_stale_trials, is_stale
 from search_space import Genome, GenomeError, get_zoo
 
 INFEASIBLE_PARAMS = 1e9  # objective value recorded for a genome that has no analytic size at all
@@ -54,7 +55,7 @@ def trial_context(plan: RunPlan, study: optuna.Study, threads: int | None = None
     config = plan.config
     data = load_dataset(config.dataset)
     space = dense_space_within(resolve_space(config.search_space), math.prod(data.input_shape), data.num_classes,
-                               config.constraints.max_params)
+                               config.constraints.max_params, config.constraints.max_flops)
     return TrialContext(study=study, config=config, url=plan.url, data=data, space=space, threads=threads,
                         artifact_dir=artifact_dir(config, plan.url))
 
@@ -86,8 +87,11 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
     except UpdateFinishedTrialError:
         return TrialState.FAIL  # a sweep ended it while this worker lived (a long silence): nothing more to write
     except Exception as exc:  # a trial's crash is recorded, the study goes on
-        record_failure(trial, exc)
-        ctx.study.tell(trial, state=TrialState.FAIL)
+        try:
+            record_failure(trial, exc)
+            ctx.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        except UpdateFinishedTrialError:
+            pass  # swept meanwhile: it is FAIL already
         return TrialState.FAIL
 
 
@@ -140,6 +144,9 @@ def settle(ctx: TrialContext, trial: optuna.Trial, prepared: PreparedTrial, wait
             return prepared
         if twin.state != TrialState.RUNNING:
             return copy_twin(ctx.study, trial, twin)
+        if is_stale(twin, ctx.config.execution.stale_limit_s):  # its worker died: it holds nothing any more
+            fail_stale_trials(ctx.study, ctx.config.execution.stale_limit_s, url=ctx.url)
+            continue
         if not wait:
             return None
         beat(trial)
@@ -196,16 +203,16 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
         result = train(prepared.genome, ctx.data, prepared.train, callback=on_epoch, evaluate_test=True)
     write(trial, epochs=result.epochs)
     if result.stopped == "callback":
-        study.tell(trial, state=TrialState.PRUNED)
+        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
         return TrialState.PRUNED
     save = (lambda model: upload_weights(ctx.artifact_dir, trial.number, trial, model)) \
         if ctx.artifact_dir is not None else None
     metrics = record_result(trial, prepared, result, save)
     if metrics is None:
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         return TrialState.FAIL
     trial.set_constraint("violation", 0.0)
-    study.tell(trial, objective_values(config, metrics))
+    study.tell(trial, objective_values(config, metrics), skip_if_finished=True)
     return TrialState.COMPLETE
 
 
@@ -216,7 +223,7 @@ def _tell_infeasible(ctx: TrialContext, trial: optuna.Trial, reason: str, params
     flops = TrialRecord.of(trial).flops
     metrics = {"val_accuracy": 0.0, "params": params, "flops": INFEASIBLE_PARAMS if flops is None else flops,
                "latency_ms": INFEASIBLE_PARAMS}
-    ctx.study.tell(trial, objective_values(ctx.config, metrics))
+    ctx.study.tell(trial, objective_values(ctx.config, metrics), skip_if_finished=True)
     return TrialState.COMPLETE
 
 

@@ -20,7 +20,8 @@ from nas.study.records import AttributeSink, TrialRecord, write
 from nas.study.storage import budget_lock
 
 NOT_TRAINING = ("seed", "threads", "device", "trial_timeout_s")  # how a fit is run, not what it computes
-COPIED = ("val_accuracy", "test_accuracy", "latency_ms", "curve", "epochs", "weights_artifact", "seed", "val_samples")
+COPIED = ("val_accuracy", "test_accuracy", "latency_ms", "curve", "epochs", "weights_artifact", "seed", "val_samples",
+          "lr")
 
 
 def twin_key(genome_key: str, train: TrainConfig) -> str:
@@ -53,11 +54,11 @@ def copy_twin(study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> Tr
     write(trial, **{k: v for k, v in copied.items() if v is not None}, duplicate_of=twin.number)
     if twin.state == TrialState.COMPLETE:
         trial.set_constraint("violation", 0.0)
-        study.tell(trial, twin.values)
+        study.tell(trial, twin.values, skip_if_finished=True)
         return TrialState.COMPLETE
     write(trial, reason=f"same genome and training as trial {twin.number}, which the rung rule stopped after "
                         f"{source.epochs_done} epochs")
-    study.tell(trial, state=TrialState.PRUNED)
+    study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
     return TrialState.PRUNED
 
 

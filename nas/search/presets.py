@@ -223,22 +223,27 @@ def dense_space() -> dict:
     return copy.deepcopy(PRESETS[DENSE])
 
 
-def mlp_params(features: int, widths: list[int], classes: int) -> int:
-    """Parameters of an MLP (linear layers with biases; dropout has none)."""
+def mlp_costs(features: int, widths: list[int], classes: int) -> tuple[int, int]:
+    """Parameters and FLOPs (multiply-adds) of an MLP: linear layers with biases; dropout costs nothing."""
     sizes = [features, *widths, classes]
-    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:])), sum(a * b for a, b in zip(sizes, sizes[1:]))
 
 
-def dense_space_within(space: dict, features: int, classes: int, max_params: int | None) -> dict:
-    """A dense space kept within ``max_params``: for each depth the widths whose network of that depth, every
-    hidden layer that wide, fits (``width_by_depth``). An MLP's size grows with every width, so any mix of widths
-    drawn for a depth fits too: no baseline trial is spent on an infeasible network. Depths where no width fits
-    are dropped (the smallest network stays when none fits at all: it is then recorded infeasible)."""
+def dense_space_within(space: dict, features: int, classes: int, max_params: int | None,
+                       max_flops: int | None = None) -> dict:
+    """A dense space kept within the size limits: for each depth the widths whose network of that depth, every
+    hidden layer that wide, fits (``width_by_depth``). An MLP's parameters and FLOPs grow with every width, so any
+    mix of widths drawn for a depth fits too: no baseline trial is spent on an infeasible network. Depths where no
+    width fits are dropped (the smallest network stays when none fits at all: it is then recorded infeasible)."""
     if space["family"] != DENSE:
         return space
+
+    def fits_limits(depth: int, width: int) -> bool:
+        params, flops = mlp_costs(features, [width] * depth, classes)
+        return (max_params is None or params <= max_params) and (max_flops is None or flops <= max_flops)
+
     depths = _all_options(space["depth"])
-    fits = {d: [w for w in _all_options(space["width"])
-                if max_params is None or mlp_params(features, [w] * d, classes) <= max_params] for d in depths}
+    fits = {d: [w for w in _all_options(space["width"]) if fits_limits(d, w)] for d in depths}
     fits = {d: widths for d, widths in fits.items() if widths} or {depths[0]: _all_options(space["width"])[:1]}
     return {**space, "depth": list(fits), "width_by_depth": fits}
 

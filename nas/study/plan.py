@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from evaluators.datasets import parse_dataset_spec
 from nas.errors import ConfigError
-from nas.study.config import Budget, FloatRange, Pruner, Sampler, StudyConfig, Training
+from nas.study.config import Budget, FloatRange, Objective, Pruner, Sampler, StudyConfig, Training, parse_config
 from nas.study.records import TrialRecord, read_study, write, write_study
 from nas.study.storage import budget_lock, mask_url, open_storage, sqlite_path, worker_identity
 
@@ -49,6 +49,7 @@ def limits_suffix(config: StudyConfig) -> str:
 
 # What a resumed study must keep: its trials were sampled, trained and ranked under these sections.
 RESUME_FIXED = ("dataset", "search_space", "objectives", "constraints", "pruner", "training")
+RESUME_FREE_TRAINING = ("device", "trial_timeout_s")  # how a fit runs, not what it computes
 
 
 def first_difference(stored: object, current: object, where: str) -> tuple[str, object, object] | None:
@@ -73,7 +74,15 @@ def resume_conflict(stored: dict, config: StudyConfig) -> tuple[str, object, obj
 
     Budget, execution, sampler, warm start and storage may change between runs; the sections in
     ``RESUME_FIXED`` may not (rung records and full-budget results would mix two definitions)."""
-    current = config.model_dump(mode="json")
+    def comparable(data: dict) -> dict:
+        """Defaults filled (a config stored before a field existed has it at its default), the dataset spec
+        normalized, and training minus how it runs (device, timeout)."""
+        data = parse_config(data, "stored config").model_dump(mode="json")
+        data["dataset"] = parse_dataset_spec(data["dataset"]).to_dict()
+        data["training"] = {k: v for k, v in data["training"].items() if k not in RESUME_FREE_TRAINING}
+        return data
+
+    stored, current = comparable(stored), comparable(config.model_dump(mode="json"))
     for section in RESUME_FIXED:
         found = first_difference(stored.get(section), current.get(section), section)
         if found:
@@ -97,6 +106,8 @@ def baseline_config(config: StudyConfig) -> StudyConfig:
         "name": f"baseline-{dataset_slug(config.dataset)}{limits_suffix(config)}-t{digest}",
         "search_space": {"preset": "dense", "epochs": [epochs, 2 * epochs]},
         "training": baseline_training(config.training),
+        "objectives": [Objective(metric="val_accuracy", direction="maximize"),
+                       Objective(metric="params", direction="minimize")],  # what every report draws it on
         "pruner": Pruner(name="none", min_epochs=epochs, max_epochs=epochs),
         "budget": Budget(trials=config.baseline.trials),
         "warm_start": [BASELINE_WARM_START],

@@ -181,10 +181,10 @@ def fail_stale_trials(study: optuna.Study, stale_after_s: float, url: str | None
     failed = []
     for frozen in stale:
         trial = StoredTrial.of(study, frozen)
-        write(trial, reason="worker died while the trial was running", killed=True)
         try:
+            write(trial, reason="worker died while the trial was running", killed=True)
             trial.fail()
-        except RuntimeError:
+        except RuntimeError:  # UpdateFinishedTrialError is one
             continue  # it finished meanwhile
         failed.append(frozen.number)
     return failed

@@ -93,7 +93,7 @@ class RayBackend:
             run_config=tune.RunConfig(name=f"{plan.config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                       storage_path=str(results_dir),
                                       failure_config=tune.FailureConfig(max_failures=execution.max_failures),
-                                      callbacks=[ProgressCallback(poll)], verbose=0))
+                                      callbacks=[ProgressCallback([poll, searcher.beat_waiting])], verbose=0))
         results = tuner.fit()
         if searcher.unrecorded:
             raise RuntimeError(f"{len(searcher.unrecorded)} trial(s) could not be recorded in {mask_url(plan.url)}: "
@@ -164,14 +164,16 @@ def absolute_dataset(config: StudyConfig) -> StudyConfig:
 
 
 class ProgressCallback(DriverOnly, tune.Callback):
-    """Polls the study's progress (the same bar as the local backend's) at most once a second."""
+    """The driver's periodic duties (the progress bar, heartbeats of trials waiting on a twin), at most once a
+    second."""
 
-    driver_only = ("poll",)
+    driver_only = ("duties",)
 
-    def __init__(self, poll: Callable[[], None], every_s: float = 1.0):
-        self.poll, self.every_s, self.last = poll, every_s, 0.0
+    def __init__(self, duties: list[Callable[[], None]], every_s: float = 1.0):
+        self.duties, self.every_s, self.last = duties, every_s, 0.0
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         if time.monotonic() - self.last >= self.every_s:
             self.last = time.monotonic()
-            self.poll()
+            for duty in self.duties:
+                duty()

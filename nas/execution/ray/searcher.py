@@ -14,11 +14,13 @@ import dataclasses
 import time
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from nas.execution.trial import (PreparedTrial, TrialContext, objective_values, record_failure, sample_trial,
                                  settle)
+from nas.execution.twins import beat
 from nas.study.plan import RunPlan, reserve_trial
 from nas.study.records import write
 
@@ -51,6 +53,7 @@ class StudySearcher(DriverOnly, Searcher):
         self.unrecorded: list[str] = []             # trials whose outcome the storage refused (raised after the run)
         self.finished = False                       # the budget or the deadline is used up
         self.waiting: dict[optuna.Trial, PreparedTrial] = {}  # reserved trials whose twin is still training
+        self.max_waiting = max(1, ctx.config.execution.workers)  # as many as local workers could wait
 
     def suggest(self, trial_id: str) -> dict | str | None:
         """The next trial that needs training; None while only trials waiting for a running twin are left (Ray
@@ -59,7 +62,7 @@ class StudySearcher(DriverOnly, Searcher):
             params = self._hand_over(trial_id, trial, self._settle(trial, prepared))
             if params is not None:
                 return params
-        while self.deadline is None or time.time() < self.deadline:
+        while (self.deadline is None or time.time() < self.deadline) and len(self.waiting) < self.max_waiting:
             trial = reserve_trial(self.ctx.study, self.plan)
             if trial is None:
                 break
@@ -67,7 +70,7 @@ class StudySearcher(DriverOnly, Searcher):
                 prepared = sample_trial(self.ctx, trial)
             except Exception as exc:  # a trial's crash is recorded, the study goes on (as run_trial does)
                 record_failure(trial, exc)
-                self.ctx.study.tell(trial, state=TrialState.FAIL)
+                self.ctx.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 continue
             if isinstance(prepared, PreparedTrial):
                 self.waiting[trial] = prepared
@@ -75,20 +78,31 @@ class StudySearcher(DriverOnly, Searcher):
                 if params is not None:
                     return params
         if self.waiting and (self.deadline is None or time.time() < self.deadline):
-            return None
+            return None  # waiting for twins (at most max_waiting, so copies cannot use up the budget at once)
         for trial in self.waiting:  # the deadline came first: like a killed worker's, they do not use up the budget
             write(trial, reason="the time budget ran out while it waited for its running twin", killed=True)
-            self.ctx.study.tell(trial, state=TrialState.FAIL)
+            self.ctx.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         self.waiting.clear()
         self.finished = True
         return Searcher.FINISHED
 
     def _settle(self, trial: optuna.Trial, prepared: PreparedTrial) -> PreparedTrial | TrialState | None:
         """``settle`` without waiting: the driver must keep serving Ray while a twin trains."""
-        outcome = settle(self.ctx, trial, prepared, wait=False)
+        try:
+            outcome = settle(self.ctx, trial, prepared, wait=False)
+        except UpdateFinishedTrialError:
+            outcome = TrialState.FAIL  # swept while it waited: it is FAIL already
         if outcome is not None:
             del self.waiting[trial]
         return outcome
+
+    def beat_waiting(self) -> None:
+        """Heartbeats for the trials waiting on a running twin (the driver is alive; they only wait)."""
+        for trial in list(self.waiting):
+            try:
+                beat(trial)
+            except UpdateFinishedTrialError:
+                del self.waiting[trial]
 
     def _hand_over(self, trial_id: str, trial: optuna.Trial, outcome: PreparedTrial | TrialState | None) -> dict | None:
         """Ray's parameters for a fit to run; None for a trial still waiting or settled by its twin."""
@@ -114,6 +128,8 @@ class StudySearcher(DriverOnly, Searcher):
             return
         try:
             self._tell(trial, trial_id, result or {}, error)
+        except UpdateFinishedTrialError:
+            pass  # a sweep failed it while the driver lived: nothing more to write
         except Exception as exc:  # Ray would only log it: kept and raised once the run is over
             self.unrecorded.append(f"trial {trial.number}: {type(exc).__name__}: {exc}"[:300])
 
@@ -124,19 +140,19 @@ class StudySearcher(DriverOnly, Searcher):
             write(trial, reason=f"Ray trial {trial_id} errored outside training (a node that cannot reach the "
                                 f"storage, or a dead actor or node) after {self.ctx.config.execution.max_failures} "
                                 f"retries; its error.txt is under the run's ray/ folder")
-            study.tell(trial, state=TrialState.FAIL)
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         elif result.get(OUTCOME) == "complete":
             trial.set_constraint("violation", 0.0)
-            study.tell(trial, objective_values(self.ctx.config, result))
+            study.tell(trial, objective_values(self.ctx.config, result), skip_if_finished=True)
         elif result.get(OUTCOME) == "fail":
-            study.tell(trial, state=TrialState.FAIL)  # the trainable wrote the reason
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)  # the trainable wrote the reason
         elif reason is not None:
             write(trial, epochs=int(result.get("epoch", 0)), reason=reason)
-            study.tell(trial, state=TrialState.PRUNED)
+            study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
         else:  # stopped by Ray itself (interrupted): like a killed worker's trial, it does not use up the budget
             write(trial, epochs=int(result.get("epoch", 0)),
                   reason="Ray Tune stopped the trial before it finished (run interrupted)", killed=True)
-            study.tell(trial, state=TrialState.FAIL)
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def ray_params(number: int, prepared: PreparedTrial) -> dict:
