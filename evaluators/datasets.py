@@ -21,7 +21,7 @@ from evaluators.errors import DatasetError
 from evaluators.specs import DATASET_NAMES, DataSpec, parse_dataset_spec
 
 __all__ = ["DATASET_NAMES", "DataSpec", "Splits", "load_dataset", "parse_dataset_spec", "feature_permutation",
-           "fit_normalization", "stratified_holdout"]
+           "fit_normalization", "stratified_holdout", "stratified_subset"]
 
 TEST_FRACTION = 0.2  # digits and synthetic have no test split: hold out this share
 TEST_HOLDOUT_SEED = 0  # fixed, so every split seed is scored on the same test set
@@ -66,6 +66,8 @@ def load_dataset(spec: str | dict | DataSpec, cache_dir: str | Path | None = Non
     spec = parse_dataset_spec(spec)
     source = _SOURCES[spec.name](spec, cache_dir)
     keep, held = stratified_holdout(source.y_train, spec.val_fraction, spec.seed, "val_fraction")
+    if spec.train_samples is not None:
+        keep = keep[stratified_subset(source.y_train[keep], spec.train_samples, spec.seed)]
     arrays = [_to_float(source.x_train[keep], source.pixel_scale), _to_float(source.x_train[held], source.pixel_scale),
               _to_float(source.x_test, source.pixel_scale)]
     input_shape = tuple(int(d) for d in arrays[0].shape[1:])
@@ -102,6 +104,19 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int, field: st
     if held.all() or not held.any():
         raise DatasetError(f"dataset field {field!r}: {fraction} of {len(labels)} samples leaves an empty split")
     return np.sort(order[~held]), np.sort(order[held])
+
+
+def stratified_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded subset of exactly ``count`` samples, each class giving its share (floor-spread),
+    so a study can trade training data for speed without changing validation or test."""
+    if count > len(labels):
+        raise DatasetError(f"dataset field 'train_samples': {count} is more than the {len(labels)} training samples "
+                           "left after validation is carved out")
+    order = np.random.default_rng([seed, 1]).permutation(len(labels))
+    order = order[np.argsort(labels[order], kind="stable")]  # grouped by class, shuffled within
+    position = np.arange(len(labels))
+    picked = (position + 1) * count // len(labels) > position * count // len(labels)  # exactly `count`, spread
+    return np.sort(order[picked])
 
 
 def fit_normalization(x: np.ndarray, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,8 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 _IMAGES_MAGIC, _LABELS_MAGIC = 2051, 2049  # IDX: 0x0000 0x08 (ubyte) ndim
 _IDX_SUBFOLDERS = {"mnist": ("raw", "MNIST/raw"), "fashion-mnist": ("raw", "FashionMNIST/raw")}
+# Where Debian's packages put a dataset; read when the spec gives no path.
+DEBIAN_FOLDERS = {"fashion-mnist": ("/usr/share/datasets/fashion-mnist", "dataset-fashion-mnist")}
 
 
 class ImageArrays(NamedTuple):
@@ -66,6 +68,11 @@ def _one_line(err: BaseException) -> str:
 def _locate(path: str | None, name: str, files: tuple[str, ...], subfolders: tuple[str, ...],
             allow_gz: bool, expected: str) -> tuple[Path, dict[str, Path]]:
     """The folder (`path` or one of its `subfolders`) holding every file, and each file's path in it."""
+    if path is None and name in DEBIAN_FOLDERS:
+        path, package = DEBIAN_FOLDERS[name]
+        if not Path(path).is_dir():
+            raise DatasetError(f"dataset {name}: no 'path' given and {path} does not exist; install Debian's package "
+                               f"(apt-get install {package}) or set dataset.path to a folder holding {expected}")
     if path is None:
         raise DatasetError(f"dataset field 'path': {name} needs a local folder holding {expected}; nothing is downloaded")
     root = Path(path).expanduser()

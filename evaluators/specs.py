@@ -33,6 +33,7 @@ class DataSpec:
     shape: tuple[int, ...] = (32,)  # synthetic only: input shape, e.g. (20,), (1, 16), (3, 8, 8)
     classes: int = 4  # synthetic only
     samples: int = 512  # synthetic only
+    train_samples: int | None = None  # keep a seeded, stratified N of the training split (after val is carved)
 
     def __post_init__(self) -> None:
         """Check every field's type and range; coerce lists to tuples and paths to strings."""
@@ -49,6 +50,8 @@ class DataSpec:
             raise DatasetError(f"dataset field 'val_fraction': expected a number strictly between 0 and 1, "
                                f"got {fraction!r}")
         object.__setattr__(self, "val_fraction", float(fraction))
+        if self.train_samples is not None:
+            object.__setattr__(self, "train_samples", _check_int("train_samples", self.train_samples, 1, None))
         if self.path is not None:
             if not isinstance(self.path, (str, os.PathLike)) or not os.fspath(self.path):
                 raise DatasetError(f"dataset field 'path': expected a folder path or null, got {self.path!r}")
@@ -64,6 +67,8 @@ class DataSpec:
         """Every field as JSON-able values; `parse_dataset_spec` turns it back into an equal spec."""
         data = asdict(self)
         data["shape"] = list(self.shape)
+        if data["train_samples"] is None:
+            del data["train_samples"]  # unset: the spec's dict (and every digest of it) as before the field existed
         return data
 
 

@@ -329,3 +329,37 @@ def test_missing_spec_file_names_the_file(tmp_path):
     with pytest.raises(DatasetError) as excinfo:
         parse_dataset_spec(str(tmp_path / "nope.yaml"))
     _one_line_error(excinfo, str(tmp_path / "nope.yaml"))
+
+
+def test_fashion_mnist_without_a_path_reads_debians_folder_or_names_the_package(tmp_path, monkeypatch):
+    from evaluators import readers
+
+    monkeypatch.setitem(readers.DEBIAN_FOLDERS, "fashion-mnist", (str(tmp_path / "absent"), "dataset-fashion-mnist"))
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("fashion-mnist")
+    _one_line_error(excinfo, "apt-get install dataset-fashion-mnist", str(tmp_path / "absent"))
+    folder = tmp_path / "debian"
+    _write_idx_folder(folder, gz=True)
+    monkeypatch.setitem(readers.DEBIAN_FOLDERS, "fashion-mnist", (str(folder), "dataset-fashion-mnist"))
+    assert load_dataset("fashion-mnist").classes == FASHION_CLASSES
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+def test_the_installed_fashion_mnist_loads_with_a_training_subset():
+    splits = load_dataset({"name": "fashion-mnist", "train_samples": 3000})
+    assert splits.x_train.shape == (3000, 1, 28, 28) and len(splits.y_val) == 12_000 and len(splits.y_test) == 10_000
+    assert torch.bincount(splits.y_train, minlength=10).tolist() == [300] * 10  # stratified: 10 balanced classes
+
+
+def test_train_samples_keeps_a_seeded_stratified_subset_and_leaves_val_and_test_alone():
+    full = load_dataset({"name": "digits"})
+    small = load_dataset({"name": "digits", "train_samples": 500})
+    assert len(small.y_train) == 500 and torch.equal(small.y_val, full.y_val) and torch.equal(small.y_test, full.y_test)
+    share = torch.bincount(full.y_train, minlength=10).float() * 500 / len(full.y_train)
+    assert (torch.bincount(small.y_train, minlength=10).float() - share).abs().max() <= 1.0
+    again = load_dataset({"name": "digits", "train_samples": 500})
+    assert torch.equal(again.x_train, small.x_train)
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset({"name": "digits", "train_samples": 10_000})
+    _one_line_error(excinfo, "'train_samples'", "10000")
