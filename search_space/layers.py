@@ -76,6 +76,20 @@ class Permute(nn.Module):
         return flat.view_as(x)
 
 
+class Reorder(nn.Module):
+    """A fixed order of positions recovered from data (the ``reorder`` op): output position ``i`` reads input
+    position ``order[i]``. The order is stored with the genome, so the network needs no data to apply it."""
+
+    def __init__(self, order: list[int] | tuple[int, ...]):
+        super().__init__()
+        self.register_buffer("index", torch.tensor(list(order), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            return x.index_select(1, self.index)
+        return x.flatten(2).index_select(2, self.index).view_as(x)
+
+
 def whole_group_order(order: torch.Tensor, groups: int) -> torch.Tensor | None:
     """The group permutation when ``order`` moves whole groups of channels (the cycle pattern), else None."""
     blocks = order.view(groups, -1)

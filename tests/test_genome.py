@@ -22,6 +22,9 @@ def chain(input_shape, *layers) -> Genome:
 FLAT_HEAD = [("flatten", {}), ("dense", {"out_features": 3})]
 
 INVALID = {
+    "reorder that is not a permutation": (chain((6,), ("reorder", {"order": [0, 1, 1, 2, 3, 4]}), *FLAT_HEAD[1:]),
+                                          "n0_reorder", "order"),
+    "reorder of the wrong size": (chain((2, 5), ("reorder", {"order": [1, 0]}), *FLAT_HEAD), "n0_reorder", "order"),
     "groups do not divide channels": (chain((6, 8, 8), ("conv", {"out_channels": 8, "groups": 4}), *FLAT_HEAD),
                                       "n0_conv", "groups"),
     "cycle does not divide groups": (chain((8, 8), ("conv", {"out_channels": 8, "groups": 4, "pattern": "cycle",

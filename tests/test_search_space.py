@@ -39,6 +39,8 @@ OP_CASES = {
     "permute-flat": ((24,), "permute", {"seed": 3}),
     "permute-1d": ((4, 10), "permute", {"seed": 1}),
     "permute-2d": ((2, 5, 5), "permute", {"seed": 2}),
+    "reorder-flat": ((6,), "reorder", {"order": [3, 0, 5, 1, 4, 2], "method": "chain"}),
+    "reorder-2d": ((2, 2, 3), "reorder", {"order": [5, 4, 3, 2, 1, 0], "method": "grid"}),
     "conv1d": ((4, 20), "conv", {"out_channels": 8, "kernel": 5, "stride": 2}),
     "conv1d-valid-dilated": ((4, 20), "conv", {"out_channels": 6, "kernel": 3, "padding": "valid", "dilation": 2}),
     "conv2d-nobias": ((3, 9, 9), "conv", {"out_channels": 8, "kernel": 3, "stride": 2, "bias": False}),

@@ -65,7 +65,7 @@ class Op(ABC):
         return self.design
 
 
-DESIGNS = ("twist", "grouped-pattern", "decomposed", "permutation", "plain")  # most specific first
+DESIGNS = ("twist", "grouped-pattern", "decomposed", "reordered", "permutation", "plain")  # most specific first
 
 
 REGISTRY: dict[str, Op] = {}

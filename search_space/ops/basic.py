@@ -108,6 +108,30 @@ class PermuteOp(Op):
 
 
 @register
+class ReorderOp(Op):
+    """Positions put in an order recovered from the training data (``evaluators.ordering``), stored as data."""
+
+    name, design = "reorder", "reordered"
+    attrs = {"order": Attr(list), "method": Attr(str, "given")}  # method: how the order was found (a label)
+
+    def out_shape(self, node, a, ins):
+        size = ins[0][0] if len(ins[0]) == 1 else math.prod(ins[0][1:])
+        if sorted(a["order"]) != list(range(size)):
+            raise GenomeError(f"node {node!r}: attribute 'order' must be a permutation of the {size} positions "
+                              f"0..{size - 1}, got {len(a['order'])} values")
+        return ins[0]
+
+    def build(self, a, ins, out):
+        return layers.Reorder(a["order"])
+
+    def source(self, a, ins, out, bias):
+        return layer_call("Reorder", list(a["order"]))
+
+    def short(self, a):
+        return f"ro-{a['method']}"
+
+
+@register
 class ReduceOp(Op):
     name, design = "reduce", "plain"
     attrs = {"out_channels": Attr(int, minimum=1), "order": Attr(str, "conv-bn-act", ("conv-bn-act", "bn-act-conv", "conv")),
