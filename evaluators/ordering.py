@@ -196,3 +196,19 @@ def grid_shape(features: int) -> tuple[int, int]:
     """The most square H x W with H <= W holding ``features`` cells."""
     height = max(d for d in range(1, math.isqrt(features) + 1) if features % d == 0)
     return height, features // height
+
+
+def data_orders(x_train: np.ndarray, methods: list[str], image: tuple[int, int, int] | None,
+                cache_dir: str | Path) -> dict[str, list[int]]:
+    """Each requested method's order from the training split: 1D methods over the flattened features, ``grid``
+    over the H x W positions of ``image`` (channels averaged), all cached."""
+    x_train = np.asarray(x_train).reshape(len(x_train), -1)
+    orders = {}
+    for method in methods:
+        if method == "grid":
+            channels, height, width = image
+            positions = x_train.reshape(len(x_train), channels, height * width).mean(axis=1)
+            orders[method] = cached_order(positions, method, cache_dir, (height, width)).tolist()
+        else:
+            orders[method] = cached_order(x_train, method, cache_dir).tolist()
+    return orders

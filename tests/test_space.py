@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import collections
+import math
 
 import optuna
 import pytest
 import torch
 
 from nas.errors import ConfigError
-from nas.search.genomes import PRESETS, dense_space, genome_family, resolve_space, sample_genome, sample_mlp
+from nas.search.genomes import (PRESETS, dense_space, genome_family, reorder_request, resolve_space, sample_genome,
+                                sample_mlp)
 from nas.search.presets import dense_space_within
 from search_space import GenomeError, build_model, get_zoo
 from search_space.ops import REGISTRY
@@ -28,14 +30,24 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def sample(preset: str | dict, shape, n: int, seed: int = 0):
-    """``n`` (trial, genome) pairs from a RandomSampler study, asked define-by-run."""
+def stand_in_orders(space: dict, shape) -> dict[str, list[int]]:
+    """An order for each reorder method the space offers on ``shape`` (reversed positions: any permutation is a
+    valid order; what the data would give is tested in test_ordering.py)."""
+    methods, image = reorder_request(space, shape)
+    positions = {m: image[1] * image[2] if m == "grid" else math.prod(shape) for m in methods}
+    return {m: list(range(n))[::-1] for m, n in positions.items()}
+
+
+def sample(preset: str | dict, shape, n: int, seed: int = 0, with_orders: bool = False):
+    """``n`` (trial, genome) pairs from a RandomSampler study, asked define-by-run (``with_orders``: the space's
+    reorder choice offered too)."""
     space = resolve_space({"preset": preset} if isinstance(preset, str) else preset)
+    orders = stand_in_orders(space, shape) if with_orders else None
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed))
     out = []
     for _ in range(n):
         trial = study.ask()
-        out.append((trial, sample_genome(trial, space, shape, CLASSES)))
+        out.append((trial, sample_genome(trial, space, shape, CLASSES, orders)))
     return out
 
 
@@ -88,7 +100,7 @@ def test_every_op_and_attribute_choice_is_reachable():
     ops, choices, heads, iters = set(), collections.defaultdict(set), set(), set()
     for preset in PRESETS:
         for shape in [(40,), (3, 16, 16)]:
-            for trial, genome in valid(sample(preset, shape, 80, seed=11)):
+            for trial, genome in valid(sample(preset, shape, 80, seed=11, with_orders=True)):
                 heads |= {v for k, v in trial.params.items() if k.split(".")[-1] == "head"}
                 for info in genome.analyze().values():
                     ops.add(info.op)
@@ -224,3 +236,33 @@ def test_a_dense_space_within_a_size_limit_offers_only_networks_that_fit():
             f"d{depth}_l{i}_width" for i in range(1, depth + 1))}
     tight = dense_space_within(resolve_space({"preset": "dense"}), 40, CLASSES, 1_000)
     assert tight["depth"] == [1] and tight["width_by_depth"] == {1: [16]}  # 16 wide: 826 params; depth 2 cannot fit
+
+
+def test_reorder_is_offered_with_orders_from_the_training_split_and_only_then(tmp_path):
+    from evaluators.datasets import load_dataset
+    from evaluators.ordering import data_orders
+
+    space = resolve_space({"preset": "perm-cnn-1d", "stages": 1})
+    data = load_dataset("mnist1d:permute")
+    methods, image = reorder_request(space, data.input_shape)
+    assert methods == ["chain", "spectral"]
+    orders = data_orders(data.x_train.numpy(), methods, image, tmp_path)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
+    drawn = set()
+    for _ in range(30):
+        trial = study.ask()
+        genome = sample_genome(trial, space, data.input_shape, 10, orders).validate()
+        nodes = {n: d for n, d in genome.graph.nodes(data=True)}
+        method = trial.params["reorder"]
+        drawn.add(method)
+        if method == "none":
+            assert "reorder" not in nodes
+        else:
+            assert nodes["reorder"]["order"] == orders[method] and genome_family(genome) in ("reordered", "twist",
+                                                                                              "grouped-pattern",
+                                                                                              "decomposed")
+        plain = sample_genome(optuna.create_study().ask(), space, data.input_shape, 10)  # no data: no reorder
+        assert all(d["op"] != "reorder" for _, d in plain.graph.nodes(data=True))
+    assert drawn == {"none", "spectral", "chain"}
+    grid_space = resolve_space({"preset": "conv2d", "stages": 1})
+    assert reorder_request(grid_space, (1, 8, 8)) == (["grid"], (1, 8, 8))

@@ -18,10 +18,11 @@ import torch
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from evaluators.datasets import Splits, load_dataset
+from evaluators.datasets import Splits, default_cache_dir, load_dataset
+from evaluators.ordering import data_orders
 from evaluators.training import EpochReport, TrainConfig, TrainResult, train
 from nas.scheduling.rungs import rung_verdict
-from nas.search.genomes import genome_family, sample_epochs, sample_genome
+from nas.search.genomes import genome_family, reorder_request, sample_epochs, sample_genome
 from nas.search.presets import dense_space_within, resolve_space
 from nas.study.config import StudyConfig
 from nas.study.plan import RunPlan, artifact_dir
@@ -47,6 +48,7 @@ class TrialContext:
     threads: int | None = None
     artifact_dir: Path | None = None
     device: str | None = None
+    orders: dict[str, list[int]] | None = None  # reorder method -> order recovered from the training split
 
 
 def trial_context(plan: RunPlan, study: optuna.Study, threads: int | None = None) -> TrialContext:
@@ -56,8 +58,9 @@ def trial_context(plan: RunPlan, study: optuna.Study, threads: int | None = None
     data = load_dataset(config.dataset)
     space = dense_space_within(resolve_space(config.search_space), math.prod(data.input_shape), data.num_classes,
                                config.constraints.max_params, config.constraints.max_flops)
+    orders = data_orders(data.x_train.numpy(), *reorder_request(space, data.input_shape), default_cache_dir())
     return TrialContext(study=study, config=config, url=plan.url, data=data, space=space, threads=threads,
-                        artifact_dir=artifact_dir(config, plan.url))
+                        artifact_dir=artifact_dir(config, plan.url), orders=orders)
 
 
 def objective_values(config: StudyConfig, metrics: dict) -> list[float]:
@@ -120,7 +123,8 @@ def sample_trial(ctx: TrialContext, trial: optuna.Trial) -> PreparedTrial | Tria
         if zoo_name:
             genome = get_zoo(zoo_name).build(ctx.data.input_shape, ctx.data.num_classes)
         else:
-            genome = sample_genome(trial, ctx.space, ctx.data.input_shape, ctx.data.num_classes).validate()
+            genome = sample_genome(trial, ctx.space, ctx.data.input_shape, ctx.data.num_classes,
+                                   ctx.orders).validate()
     except GenomeError as exc:
         return _tell_infeasible(ctx, trial, str(exc), INFEASIBLE_PARAMS, 1.0)
     write(trial, genome=genome.to_json(), genome_key=genome.key(), summary=genome.summary(),

@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 
 from nas.errors import ConfigError
-from nas.search.presets import DENSE, PRESETS, SCHEMA, dense_space, resolve_space
+from nas.search.presets import DENSE, PRESETS, REORDERS, SCHEMA, dense_space, resolve_space
 from search_space.genome import Genome
 from search_space.ops import DESIGNS, REGISTRY
 from search_space.zoo import mlp
@@ -172,8 +172,19 @@ def _head(g: Genome, ends: list[tuple[str, str]], gl: _Globals, classes: int) ->
     g.add("output", "output", [x])
 
 
-def _perm_genome(draw: _Draw, input_shape: tuple[int, ...], classes: int, types: list[str]) -> Genome:
-    """Branches of (seeded permute, reshape to (C, -1), conv stages with permutes between), merged at the head."""
+def _draw_reorder(draw: _Draw, family: str, orders: dict[str, list[int]] | None) -> tuple[str, list[int] | None]:
+    """The reorder method (and its order) for ``family``: offered only where the caller brought the orders
+    computed from the training split; 'none' otherwise."""
+    offered = [m for m in _options(draw.space.get("reorder", "none")) if m in REORDERS[family]
+               and (m == "none" or orders is not None and m in orders)]
+    method = draw("reorder", choices=offered) if offered else "none"
+    return method, (None if method == "none" else orders[method])
+
+
+def _perm_genome(draw: _Draw, input_shape: tuple[int, ...], classes: int, types: list[str],
+                 orders: dict[str, list[int]] | None) -> Genome:
+    """[Reorder,] branches of (seeded permute, reshape to (C, -1), conv stages with permutes between), merged."""
+    method, order = _draw_reorder(draw, "perm-1d", orders)
     space, features = draw.space, math.prod(input_shape)
     channels = [c for c in _options(space["reshape_channels"]) if features % c == 0]
     if not channels:
@@ -195,6 +206,8 @@ def _perm_genome(draw: _Draw, input_shape: tuple[int, ...], classes: int, types:
     x = g.add("input", "input", shape=list(input_shape))
     if len(input_shape) > 1:
         x = g.add("flatten_in", "flatten", [x])
+    if order is not None:
+        x = g.add("reorder", "reorder", [x], order=order, method=method)
     ends = []
     for b in range(1, branches + 1):
         p = f"b{b}_"
@@ -212,8 +225,10 @@ def _perm_genome(draw: _Draw, input_shape: tuple[int, ...], classes: int, types:
 
 
 def _conv2d_genome(draw: _Draw, input_shape: tuple[int, ...], image: tuple[int, int, int], classes: int,
-                   types: list[str]) -> Genome:
-    """An image CNN: (reshape to ``image``), conv stages with optional 1x1 reduce and residual, head."""
+                   types: list[str], orders: dict[str, list[int]] | None) -> Genome:
+    """An image CNN: (reshape to ``image``), [reorder on the grid,] conv stages with optional 1x1 reduce and
+    residual, head."""
+    method, order = _draw_reorder(draw, "conv2d", orders)
     stages = draw("stages")
     gl = _sample_globals(draw, residual=True)
     g = Genome()
@@ -222,6 +237,8 @@ def _conv2d_genome(draw: _Draw, input_shape: tuple[int, ...], image: tuple[int, 
         if len(input_shape) > 1:
             x = g.add("flatten_in", "flatten", [x])
         x = g.add("reshape", "reshape", [x], shape=list(image))
+    if order is not None:
+        x = g.add("reorder", "reorder", [x], order=order, method=method)
     shape: tuple[int, ...] = image
     for i in range(1, stages + 1):
         stage, out = _sample_stage(draw, i, shape, types, gl, reduce=True)
@@ -234,8 +251,12 @@ def _conv2d_genome(draw: _Draw, input_shape: tuple[int, ...], image: tuple[int, 
 
 
 def sample_genome(trial: optuna.trial.BaseTrial, space: dict, input_shape: tuple[int, ...],
-                  num_classes: int) -> Genome:
-    """Samples a genome from a resolved space; the caller validates it (invalid ones are rare)."""
+                  num_classes: int, orders: dict[str, list[int]] | None = None) -> Genome:
+    """Samples a genome from a resolved space; the caller validates it (invalid ones are rare).
+
+    ``orders`` (method -> order, from ``evaluators.ordering.data_orders`` on the training split, for the methods
+    ``reorder_request`` names) lets the space's ``reorder`` choice be offered; without it no reorder is drawn.
+    """
     input_shape = tuple(int(s) for s in input_shape)
     if space["family"] == DENSE:
         return sample_mlp(trial, input_shape, num_classes, space)
@@ -256,8 +277,21 @@ def sample_genome(trial: optuna.trial.BaseTrial, space: dict, input_shape: tuple
         raise ConfigError("search_space.conv_type: factorized_conv alone cannot build a perm-1d network; "
                           "add conv, separable_conv, lowrank_conv or twist_conv")
     if family == "perm-1d":
-        return _perm_genome(draw, input_shape, num_classes, types)
-    return _conv2d_genome(draw, input_shape, image, num_classes, types)
+        return _perm_genome(draw, input_shape, num_classes, types, orders)
+    return _conv2d_genome(draw, input_shape, image, num_classes, types, orders)
+
+
+def reorder_request(space: dict, input_shape: tuple[int, ...]) -> tuple[list[str], tuple[int, int, int] | None]:
+    """The reorder methods a space offers on this input, and the image their ``grid`` order is for: what to
+    compute from the training split before sampling (``evaluators.ordering.data_orders``)."""
+    if space.get("family") == DENSE:
+        return [], None
+    families = space["family"] if isinstance(space["family"], list) else [space["family"]]
+    image = image_shape_of(tuple(input_shape), space.get("image_shape"))
+    methods = {m for f in families for m in _options(space.get("reorder", "none")) if m in REORDERS[f]} - {"none"}
+    if image is None:
+        methods.discard("grid")
+    return sorted(methods), image
 
 
 def sample_mlp(trial: optuna.trial.BaseTrial, input_shape: tuple[int, ...], num_classes: int,

@@ -17,6 +17,7 @@ from search_space.layers import ACTIVATIONS
 from search_space.ops import REGISTRY, ConvLike
 
 FAMILIES = ("perm-1d", "conv2d")  # the convolutional families, which may be mixed
+REORDERS = {"perm-1d": ("none", "spectral", "chain"), "conv2d": ("none", "grid")}  # evaluators.ordering.METHODS
 DENSE = "dense"                   # MLPs: a family of its own
 
 
@@ -33,6 +34,7 @@ PRESETS: dict[str, dict] = {
     # permute of the features, a reshape to (channels, -1) and 1-3 Conv1d-like stages; concat; dense.
     "perm-cnn-1d": {
         "family": "perm-1d",
+        "reorder": ["none", "spectral", "chain"],  # an order recovered from the training data, before the branches
         "reshape_channels": [1, 2, 4, 5, 8],   # kept where they divide the features
         "input_permutations": [1, 2, 3],       # branches
         "permute_first_branch": [True, False],  # False: branch 1 reads the features in their own order
@@ -58,6 +60,7 @@ PRESETS: dict[str, dict] = {
     "conv2d": {
         "family": "conv2d",
         "image_shape": None,
+        "reorder": ["none", "grid"],           # pixels placed on the grid by a 2D order recovered from the data
         "stages": {"low": 1, "high": 4},
         "conv_type": ["conv", "twist_conv", "factorized_conv", "separable_conv", "lowrank_conv"],
         "channels": [8, 16, 24, 32, 48, 64],
@@ -83,6 +86,7 @@ PRESETS["full"] = {
     "family": list(FAMILIES),                  # conv2d only where the input is (or reshapes to) an image
     "stages": {"low": 1, "high": 3},
     "conv_type": list(CONV_TYPES),             # factorized_conv only in the conv2d family
+    "reorder": ["none", "spectral", "chain", "grid"],  # each family draws from its own (see REORDERS)
     "act": list(ACTIVATIONS),                  # with tanh and none (a linear network)
 }
 
@@ -116,6 +120,7 @@ SCHEMA: dict[str, Key] = {
     "permute_first_branch": Key(bool, families=PERM),
     "permute_between": Key(bool, families=PERM),
     "image_shape": Key(list, families=CONV2D, setting=True),
+    "reorder": Key(str, ("none", "spectral", "chain", "grid")),
     "stages": Key(int),
     "conv_type": Key(str, conv_types),
     "channels": Key(int),

@@ -90,8 +90,9 @@ def run_plan(plan: RunPlan, backend: Backend, deadline: float | None, reporter: 
 
 def preflight(config: StudyConfig) -> None:
     """Loads the data and samples one genome in this process, so a bad dataset, space or zoo name exits 2 up front."""
-    from evaluators.datasets import load_dataset
-    from nas.search.genomes import resolve_space, sample_genome
+    from evaluators.datasets import default_cache_dir, load_dataset
+    from evaluators.ordering import data_orders
+    from nas.search.genomes import reorder_request, resolve_space, sample_genome
     from search_space import GenomeError, get_zoo
 
     for name in config.warm_start:
@@ -101,8 +102,9 @@ def preflight(config: StudyConfig) -> None:
             raise ConfigError(f"warm_start: {exc}") from None
     data = load_dataset(config.dataset)
     space = resolve_space(config.search_space)
+    orders = data_orders(data.x_train.numpy(), *reorder_request(space, data.input_shape), default_cache_dir())
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
-    sample_genome(probe, space, data.input_shape, data.num_classes)
+    sample_genome(probe, space, data.input_shape, data.num_classes, orders)  # the orders are cached for the workers
 
 
 def run_study(config: StudyConfig, url: str, backend: Backend,
