@@ -53,6 +53,17 @@ class Genome:
         self._info = None
         return name
 
+    def insert_after(self, anchor: str, name: str, op: str, **attrs: Any) -> "Genome":
+        """A copy with node ``name`` between ``anchor`` and every node that read it (their slots kept)."""
+        if anchor not in self.graph:
+            raise GenomeError(f"node {anchor!r}: does not exist, nothing to insert after")
+        copy = Genome(self.graph.copy())
+        readers = [(target, data.get("slot", 0)) for _, target, data in copy.graph.out_edges(anchor, data=True)]
+        copy.graph.remove_edges_from([(anchor, target) for target, _ in readers])
+        copy.add(name, op, [anchor], **attrs)
+        copy.graph.add_edges_from((name, target, {"slot": slot}) for target, slot in readers)
+        return copy
+
     def chain(self, prev: str, layers: Iterable[tuple[str, str, dict]]) -> str:
         """Adds ``(name, op, attrs)`` nodes one after another from ``prev``; returns the last name."""
         for name, op, attrs in layers:

@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--lr", type=float, default=1e-2)
     fit.add_argument("--batch-size", type=int, default=100)
     fit.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    fit.add_argument("--reorder", choices=["spectral", "chain", "grid"],
+                     help="put the features in an order recovered from the training split first (reorder op)")
     fit.add_argument("--json", action="store_true")
     fit.set_defaults(handler=train_model)
 
@@ -86,6 +88,8 @@ def train_model(args: argparse.Namespace) -> int:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
     data = load_dataset(args.dataset)
     genome = get_zoo(args.name).build(data.input_shape, data.num_classes)
+    if args.reorder:
+        genome = with_reorder(genome, data, args.reorder)
     config = TrainConfig(optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
                          seed=args.seed)
     progress = None if args.json else (lambda r: console.print(
@@ -101,3 +105,20 @@ def train_model(args: argparse.Namespace) -> int:
         if result.stopped:
             console.print(f"[red]stopped[/red]: {result.reason}")
     return 0
+
+
+def with_reorder(genome, data, method: str):
+    """``genome`` reading the data through the order ``method`` recovers from the training split."""
+    from evaluators.datasets import default_cache_dir
+    from evaluators.ordering import data_orders
+    from nas.search.genomes import image_shape_of
+
+    shape = tuple(data.input_shape)
+    image = image_shape_of(shape) if method == "grid" else None
+    if method == "grid" and (image is None or image != shape):
+        raise ConfigError(f"--reorder grid: needs an image input (C, H, W), the data has shape {list(shape)}")
+    if method != "grid" and len(shape) > 1 and shape[0] > 1:
+        raise ConfigError(f"--reorder {method}: orders flat or one-channel features, the data has shape "
+                          f"{list(shape)}; use --reorder grid for images")
+    order = data_orders(data.x_train.numpy(), [method], image, default_cache_dir())[method]
+    return genome.insert_after(genome.input_node, "reorder", "reorder", order=order, method=method).validate()
