@@ -1,0 +1,58 @@
+"""``nas findings STUDY_OR_YAML``: which design choices buy accuracy per parameter, from the storage alone."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+
+from nas.cli.output import console, print_json
+from nas.cli.target import add_storage_argument, resolve_target
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    findings = sub.add_parser("findings", help="which design choices buy accuracy per parameter (validation only)")
+    findings.add_argument("study", help="study YAML file or study name")
+    findings.add_argument("--json", action="store_true")
+    add_storage_argument(findings)
+    findings.set_defaults(handler=findings_command)
+
+
+def findings_command(args: argparse.Namespace) -> int:
+    from nas.study.storage import load_with_baseline
+    from nas.study.summary import params_reference
+    from reports.findings import best_within_budgets, choice_rows, ratios_at_matched_accuracy, scored
+
+    name, url, _ = resolve_target(args.study, args.storage)
+    study, baseline = load_with_baseline(name, url)
+    points = scored(study.get_trials(deepcopy=False))
+    dense = scored(baseline.get_trials(deepcopy=False)) if baseline is not None else []
+    data = {"study": name, "trained_trials": len(points),
+            "choices": [asdict(r) for r in choice_rows(points, params_reference(study))],
+            "best_within_budgets": best_within_budgets(points),
+            "ratios_at_matched_accuracy": [dict(zip(("dense_val_accuracy", "dense_params", "searched_params",
+                                                     "ratio"), r)) for r in ratios_at_matched_accuracy(points, dense)]}
+    print_json(data) if args.json else print_findings(data)
+    return 0
+
+
+def print_findings(data: dict) -> None:
+    from rich.table import Table
+
+    console.print(f"study [bold]{data['study']}[/bold]: {data['trained_trials']} trials trained at full budget "
+                  "(validation accuracy only)")
+    choices = Table("choice", "trials with", "without", "front HV with", "front HV without",
+                    title="fronts with and without each design choice", title_justify="left")
+    for r in sorted(data["choices"], key=lambda r: r["hv_without"] - r["hv_with"]):
+        choices.add_row(r["choice"], str(r["with_trials"]), str(r["without_trials"]), f"{r['hv_with']:.3f}",
+                        f"{r['hv_without']:.3f}")
+    console.print(choices)
+    budgets = sorted({b for row in data["best_within_budgets"].values() for b in row})
+    table = Table("family", *(f"<= {b:,}" for b in budgets), title="best val accuracy within a parameter budget",
+                  title_justify="left")
+    for family, row in data["best_within_budgets"].items():
+        table.add_row(family, *(f"{100 * row[b]:.1f}%" if b in row else "-" for b in budgets))
+    console.print(table)
+    if not data["ratios_at_matched_accuracy"]:
+        console.print("no dense baseline point is reached by a searched trial (or the study has no baseline)")
+    for r in data["ratios_at_matched_accuracy"]:
+        console.print(f"dense {100 * r['dense_val_accuracy']:.1f}% with {r['dense_params']:,} params: reached by a "
+                      f"searched genome with {r['searched_params']:,} ({r['ratio']:.1f}x fewer)")
