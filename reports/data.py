@@ -17,6 +17,7 @@ from nas.study.records import TrialRecord, read_study
 from nas.study.storage import mask_url
 from nas.study.summary import Headline, headline, hypervolume, params_reference, pareto_trials, state_counts, trained
 from reports.choices import Choices, choices_data
+from reports.findings import Findings, findings_data
 from search_space import Genome, GenomeError
 
 
@@ -95,6 +96,7 @@ class ReportData:
     hypervolume: Hypervolume
     choices: Choices
     details: list[ParetoDetail] = field(default_factory=list)
+    findings: Findings | None = None
     infeasible_zoo: list[str] = field(default_factory=list)  # warm-start models over the constraints
     generated: str = ""
 
@@ -202,5 +204,6 @@ def report_data(study: optuna.Study, baseline: optuna.Study | None, target: str 
         hypervolume=hypervolume_data(trials, baseline_trials, params_reference(study)),
         choices=choices_data(study, [t for t in trials if trained(t)]),
         details=[pareto_detail(t, target, study.study_name, storage) for t in front],
+        findings=findings_data(trials, baseline_trials or [], params_reference(study)),
         infeasible_zoo=[r.zoo for r in map(TrialRecord.of, trials) if r.infeasible is not None and r.zoo],
         generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"))

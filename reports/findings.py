@@ -131,3 +131,21 @@ def ratios_at_matched_accuracy(searched: list[Scored], dense: list[Scored]) -> l
         if reaching:
             out.append((point.val_accuracy, point.params, min(reaching), point.params / min(reaching)))
     return out
+
+
+@dataclass(frozen=True)
+class Findings:
+    """Everything ``nas findings`` prints and the report's findings section shows."""
+
+    trained_trials: int
+    choices: list[ChoiceRow]
+    best_within_budgets: dict[str, dict[int, float]]
+    ratios: list[tuple[float, int, int, float]]  # (dense val accuracy, dense params, searched params, ratio)
+
+
+def findings_data(trials: list[FrozenTrial], baseline_trials: list[FrozenTrial],
+                  params_reference: float) -> Findings:
+    """The findings of a study's trials against its dense baseline's (empty when it has none)."""
+    points = scored(trials)
+    return Findings(len(points), choice_rows(points, params_reference), best_within_budgets(points),
+                    ratios_at_matched_accuracy(points, scored(baseline_trials)))

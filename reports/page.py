@@ -11,6 +11,7 @@ from plotly.offline import get_plotlyjs
 from reports import figures
 from reports.choices import ABSENT
 from reports.data import ParetoDetail, ReportData, TrialPoint
+from reports.findings import Findings
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; kaleido finds a Chrome on PATH otherwise
 TABLE_WIDTHS = ("56px", "150px", "72px", "72px", "84px", "96px", "60px", "auto")  # so both tables line up
@@ -87,6 +88,30 @@ def detail_card(detail: ParetoDetail) -> str:
             f"{plot_div(graph, f'genome-{n}', detail.drawing.note)}</div></div>")
 
 
+def findings_section(found: Findings | None) -> str:
+    """The findings as tables (``reports/findings.py``): validation accuracy only."""
+    if found is None or not found.trained_trials:
+        return "<p class='note'>No trained trial yet.</p>"
+    rows = "".join(f"<tr><td class='left'>{_e(r.choice)}</td><td>{r.with_trials}</td><td>{r.without_trials}</td>"
+                   f"<td>{r.hv_with:.3f}</td><td>{r.hv_without:.3f}</td></tr>"
+                   for r in sorted(found.choices, key=lambda r: r.hv_without - r.hv_with))
+    choices = ("<p class='note'>Hypervolume of the front built only from the trained trials that make a choice, "
+               "against the front of those that do not.</p><table><tr><th class='left'>choice</th><th>trials with"
+               f"</th><th>without</th><th>HV with</th><th>HV without</th></tr>{rows}</table>") if rows else \
+        "<p class='note'>Every trained trial made the same choices so far: nothing to compare.</p>"
+    budgets = sorted({b for row in found.best_within_budgets.values() for b in row})
+    cells = "".join(f"<tr><td class='left'>{_e(family)}</td>" + "".join(
+        f"<td>{_pct(row[b]) if b in row else '–'}</td>" for b in budgets) + "</tr>"
+        for family, row in found.best_within_budgets.items())
+    table = ("<h3>Best val accuracy within a parameter budget</h3><table><tr><th class='left'>family</th>"
+             + "".join(f"<th>≤ {b:,}</th>" for b in budgets) + f"</tr>{cells}</table>")
+    ratios = "".join(f"<li>dense {_pct(a)} with {p:,} params: a searched genome with {s:,} ({r:.1f}x fewer)</li>"
+                     for a, p, s, r in found.ratios)
+    matched = (f"<h3>Parameters at matched accuracy</h3><ul>{ratios}</ul>" if ratios else
+               "<p class='note'>No point of the dense front is reached by a searched trial yet.</p>")
+    return choices + table + matched
+
+
 def render(data: ReportData) -> str:
     """The whole page as one HTML string."""
     counts = ", ".join(f"{v} {k}" for k, v in data.counts.items())
@@ -121,7 +146,9 @@ def render(data: ReportData) -> str:
         if len(data.choices.trials) > 1 else "",
         plot_div(figures.choices_figure(data.choices), "choices",
                  "The parallel-coordinates view needs two trained trials with sampled choices."),
-        "<h2>4. The Pareto trials</h2>",
+        "<h2>4. Which designs buy accuracy per parameter</h2>",
+        findings_section(data.findings),
+        "<h2>5. The Pareto trials</h2>",
         *(detail_card(d) for d in data.details),
     ]
     if not data.details:

@@ -96,6 +96,9 @@ def test_report_data_matches_the_storage(study):
     assert data.hypervolume.by_number[-1] == pytest.approx(expected["search"])
     assert data.hypervolume.baseline == pytest.approx(expected["baseline"])
     assert data.choices.note or data.choices.importances  # ranked, or says why not
+    trained_by_hand = [t for t in search.get_trials() if t.state == TrialState.COMPLETE and "infeasible" not in
+                       t.user_attrs and "duplicate_of" not in t.user_attrs]
+    assert data.findings.trained_trials == len(trained_by_hand) > 0
     assert data.choices.axes[-1].name == "val accuracy"
 
 

@@ -19,17 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def findings_command(args: argparse.Namespace) -> int:
     from nas.study.storage import load_with_baseline
     from nas.study.summary import params_reference
-    from reports.findings import best_within_budgets, choice_rows, ratios_at_matched_accuracy, scored
+    from reports.findings import findings_data
 
     name, url, _ = resolve_target(args.study, args.storage)
     study, baseline = load_with_baseline(name, url)
-    points = scored(study.get_trials(deepcopy=False))
-    dense = scored(baseline.get_trials(deepcopy=False)) if baseline is not None else []
-    data = {"study": name, "trained_trials": len(points),
-            "choices": [asdict(r) for r in choice_rows(points, params_reference(study))],
-            "best_within_budgets": best_within_budgets(points),
+    found = findings_data(study.get_trials(deepcopy=False),
+                          baseline.get_trials(deepcopy=False) if baseline is not None else [], params_reference(study))
+    data = {"study": name, "trained_trials": found.trained_trials, "choices": [asdict(r) for r in found.choices],
+            "best_within_budgets": found.best_within_budgets,
             "ratios_at_matched_accuracy": [dict(zip(("dense_val_accuracy", "dense_params", "searched_params",
-                                                     "ratio"), r)) for r in ratios_at_matched_accuracy(points, dense)]}
+                                                     "ratio"), r)) for r in found.ratios]}
     print_json(data) if args.json else print_findings(data)
     return 0
 
