@@ -81,7 +81,7 @@ def test_a_repeated_genome_is_not_trained_again(workdir):
     fixed = {"preset": "perm-cnn-1d", "stages": 1, "channels": [8], "kernel": [3], "conv_type": ["conv"],
              "input_permutations": [1], "groups": [1], "stride": [1], "head": ["gap"], "norm": ["none"],
              "act": ["relu"], "dropout": 0.0, "reshape_channels": [4], "permute_first_branch": [False],
-             "permute_between": [False], "downsample": ["stride"]}
+             "permute_between": [False], "downsample": ["stride"], "reorder": ["none"]}
     study_file = write_study(workdir / "s.yaml", search_space=fixed, baseline={"trials": 0}, warm_start=[],
                              pruner={"name": "none", "min_epochs": 1, "max_epochs": 1}, budget={"trials": 3},
                              sampler={"name": "random", "seed": 0})

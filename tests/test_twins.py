@@ -19,7 +19,8 @@ from nas.study.records import write
 ONE_GENOME = {"preset": "perm-cnn-1d", "stages": 1, "channels": [8], "kernel": [3], "conv_type": ["conv"],
               "input_permutations": [1], "groups": [2, 4], "pattern": ["none"], "stride": [1], "head": ["gap"],
               "norm": ["none"], "act": ["relu"], "dropout": 0.0, "reshape_channels": [2],
-              "permute_first_branch": [False], "permute_between": [False], "downsample": ["stride"]}
+              "permute_first_branch": [False], "permute_between": [False], "downsample": ["stride"],
+              "reorder": ["none"]}
 URL = "sqlite:///runs/tiny/study.db"
 
 
