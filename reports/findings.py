@@ -149,3 +149,8 @@ def findings_data(trials: list[FrozenTrial], baseline_trials: list[FrozenTrial],
     points = scored(trials)
     return Findings(len(points), choice_rows(points, params_reference), best_within_budgets(points),
                     ratios_at_matched_accuracy(points, scored(baseline_trials)))
+
+
+def ratio_words(ratio: float) -> str:
+    """``4.2x fewer`` or, below 1, ``2.0x more`` (parameters the searched genome needs against the dense one)."""
+    return f"{ratio:.1f}x fewer" if ratio >= 1 else f"{1 / ratio:.1f}x more"

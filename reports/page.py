@@ -11,7 +11,7 @@ from plotly.offline import get_plotlyjs
 from reports import figures
 from reports.choices import ABSENT
 from reports.data import ParetoDetail, ReportData, TrialPoint
-from reports.findings import Findings
+from reports.findings import Findings, ratio_words
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; kaleido finds a Chrome on PATH otherwise
 TABLE_WIDTHS = ("56px", "150px", "72px", "72px", "84px", "96px", "60px", "auto")  # so both tables line up
@@ -105,7 +105,7 @@ def findings_section(found: Findings | None) -> str:
         for family, row in found.best_within_budgets.items())
     table = ("<h3>Best val accuracy within a parameter budget</h3><table><tr><th class='left'>family</th>"
              + "".join(f"<th>≤ {b:,}</th>" for b in budgets) + f"</tr>{cells}</table>")
-    ratios = "".join(f"<li>dense {_pct(a)} with {p:,} params: a searched genome with {s:,} ({r:.1f}x fewer)</li>"
+    ratios = "".join(f"<li>dense {_pct(a)} with {p:,} params: a searched genome with {s:,} ({ratio_words(r)})</li>"
                      for a, p, s, r in found.ratios)
     matched = (f"<h3>Parameters at matched accuracy</h3><ul>{ratios}</ul>" if ratios else
                "<p class='note'>No point of the dense front is reached by a searched trial yet.</p>")

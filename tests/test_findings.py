@@ -81,3 +81,9 @@ def test_nas_findings_reads_them_from_a_storage(tmp_path, capsys):
     assert [r["choice"] for r in data["choices"]] == ["permutation"]
     assert main(["findings", "f", "--storage", url]) == 0
     assert "5.0x fewer" in capsys.readouterr().out
+
+
+def test_a_ratio_below_one_reads_as_more_parameters():
+    from reports.findings import ratio_words
+
+    assert ratio_words(5.0) == "5.0x fewer" and ratio_words(0.5) == "2.0x more"

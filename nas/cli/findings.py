@@ -36,6 +36,8 @@ def findings_command(args: argparse.Namespace) -> int:
 def print_findings(data: dict) -> None:
     from rich.table import Table
 
+    from reports.findings import ratio_words
+
     console.print(f"study [bold]{data['study']}[/bold]: {data['trained_trials']} trials trained at full budget "
                   "(validation accuracy only)")
     choices = Table("choice", "trials with", "without", "front HV with", "front HV without",
@@ -54,4 +56,4 @@ def print_findings(data: dict) -> None:
         console.print("no dense baseline point is reached by a searched trial (or the study has no baseline)")
     for r in data["ratios_at_matched_accuracy"]:
         console.print(f"dense {100 * r['dense_val_accuracy']:.1f}% with {r['dense_params']:,} params: reached by a "
-                      f"searched genome with {r['searched_params']:,} ({r['ratio']:.1f}x fewer)")
+                      f"searched genome with {r['searched_params']:,} ({ratio_words(r['ratio'])})")
