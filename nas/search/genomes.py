@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 
 from nas.errors import ConfigError
-from nas.search.presets import DENSE, PRESETS, REORDERS, SCHEMA, dense_space, resolve_space
+from nas.search.presets import DENSE, PRESETS, REORDERS, SCHEMA, dense_space, options, resolve_space
 from search_space.genome import Genome
 from search_space.ops import DESIGNS, REGISTRY
 from search_space.zoo import mlp
@@ -47,7 +47,7 @@ class _Draw:
         return spec
 
     def options(self, key: str) -> list:
-        return _options(self.space[key])
+        return options(self.space[key])
 
 
 class _StageDraw:
@@ -61,15 +61,6 @@ class _StageDraw:
 
     def options(self, key: str) -> list:
         return self.draw.options(key)
-
-
-def _options(spec: Any) -> list:
-    """Every value a key may take: a list as is, an integer range expanded, a single value."""
-    if isinstance(spec, dict):
-        if isinstance(spec["low"], int) and isinstance(spec["high"], int):
-            return list(range(spec["low"], spec["high"] + 1, spec.get("step", 1)))
-        return [spec["low"], spec["high"]]
-    return list(spec) if isinstance(spec, list) else [spec]
 
 
 def image_shape_of(input_shape: tuple[int, ...], given: list | None = None) -> tuple[int, int, int] | None:
@@ -121,7 +112,7 @@ def _sample_stage(draw: _Draw, i: int, shape: tuple[int, ...], types: list[str],
     cout, iters = drawn.pop("out_channels"), drawn.get("iters", 1)
     attrs: dict[str, Any] = {"out_channels": cout, "bias": gl.norm == "none", **drawn}
     stride, pool = 1, 0
-    if min(shape[1:]) >= 2 * max(_options(space["stride"])):
+    if min(shape[1:]) >= 2 * max(options(space["stride"])):
         step = draw("stride", s + "stride")
         if step > 1 and gl.downsample == "stride" and iters == 1:
             stride = attrs["stride"] = step
@@ -175,7 +166,7 @@ def _head(g: Genome, ends: list[tuple[str, str]], gl: _Globals, classes: int) ->
 def _draw_reorder(draw: _Draw, family: str, orders: dict[str, list[int]] | None) -> tuple[str, list[int] | None]:
     """The reorder method (and its order) for ``family``: offered only where the caller brought the orders
     computed from the training split; 'none' otherwise."""
-    offered = [m for m in _options(draw.space.get("reorder", "none")) if m in REORDERS[family]
+    offered = [m for m in options(draw.space.get("reorder", "none")) if m in REORDERS[family]
                and (m == "none" or orders is not None and m in orders)]
     method = draw("reorder", choices=offered) if offered else "none"
     return method, (None if method == "none" else orders[method])
@@ -186,9 +177,9 @@ def _perm_genome(draw: _Draw, input_shape: tuple[int, ...], classes: int, types:
     """[Reorder,] branches of (seeded permute, reshape to (C, -1), conv stages with permutes between), merged."""
     method, order = _draw_reorder(draw, "perm-1d", orders)
     space, features = draw.space, math.prod(input_shape)
-    channels = [c for c in _options(space["reshape_channels"]) if features % c == 0]
+    channels = [c for c in options(space["reshape_channels"]) if features % c == 0]
     if not channels:
-        raise ConfigError(f"search_space.reshape_channels: none of {_options(space['reshape_channels'])} divides "
+        raise ConfigError(f"search_space.reshape_channels: none of {options(space['reshape_channels'])} divides "
                           f"the {features} input features")
     reshape = draw("reshape_channels", choices=channels)
     branches = draw("input_permutations")
@@ -272,7 +263,7 @@ def sample_genome(trial: optuna.trial.BaseTrial, space: dict, input_shape: tuple
                           f"to one (see search_space.image_shape); got input shape {list(input_shape)}")
     family = _Draw(trial, space)("family", choices=offered)
     draw = _Draw(trial, space, f"{family}." if len(families) > 1 else "")
-    types = [t for t in _options(space["conv_type"]) if family == "conv2d" or not REGISTRY[t].image_only]
+    types = [t for t in options(space["conv_type"]) if family == "conv2d" or not REGISTRY[t].image_only]
     if not types:
         raise ConfigError("search_space.conv_type: factorized_conv alone cannot build a perm-1d network; "
                           "add conv, separable_conv, lowrank_conv or twist_conv")
@@ -288,7 +279,7 @@ def reorder_request(space: dict, input_shape: tuple[int, ...]) -> tuple[list[str
         return [], None
     families = space["family"] if isinstance(space["family"], list) else [space["family"]]
     image = image_shape_of(tuple(input_shape), space.get("image_shape"))
-    methods = {m for f in families for m in _options(space.get("reorder", "none")) if m in REORDERS[f]} - {"none"}
+    methods = {m for f in families for m in options(space.get("reorder", "none")) if m in REORDERS[f]} - {"none"}
     if image is None:
         methods.discard("grid")
     return sorted(methods), image
@@ -300,7 +291,7 @@ def sample_mlp(trial: optuna.trial.BaseTrial, input_shape: tuple[int, ...], num_
     depth's widths in ``width_by_depth`` where the space was kept within a size limit), dropout."""
     draw = _Draw(trial, space if space is not None else PRESETS[DENSE])
     depth = draw("depth")
-    offered = draw.space.get("width_by_depth", {}).get(depth, _options(draw.space["width"]))
+    offered = draw.space.get("width_by_depth", {}).get(depth, options(draw.space["width"]))
     widths = [draw("width", f"d{depth}_l{i}_width", choices=offered) for i in range(1, depth + 1)]
     return mlp(tuple(input_shape), num_classes, widths, float(draw("dropout")))
 

@@ -247,14 +247,17 @@ def dense_space_within(space: dict, features: int, classes: int, max_params: int
         params, flops = mlp_costs(features, [width] * depth, classes)
         return (max_params is None or params <= max_params) and (max_flops is None or flops <= max_flops)
 
-    depths = _all_options(space["depth"])
-    fits = {d: [w for w in _all_options(space["width"]) if fits_limits(d, w)] for d in depths}
-    fits = {d: widths for d, widths in fits.items() if widths} or {depths[0]: _all_options(space["width"])[:1]}
+    depths = options(space["depth"])
+    fits = {d: [w for w in options(space["width"]) if fits_limits(d, w)] for d in depths}
+    fits = {d: widths for d, widths in fits.items() if widths} or {depths[0]: options(space["width"])[:1]}
     return {**space, "depth": list(fits), "width_by_depth": fits}
 
 
-def _all_options(spec: Any) -> list:
-    """Every value a key offers: a list as is, an integer range expanded, a single value."""
+def options(spec: Any) -> list:
+    """Every value a key may take: a list as is, an integer range expanded (a float range: its two ends), a single
+    value."""
     if isinstance(spec, dict):
-        return list(range(spec["low"], spec["high"] + 1, spec.get("step", 1)))
+        if isinstance(spec["low"], int) and isinstance(spec["high"], int):
+            return list(range(spec["low"], spec["high"] + 1, spec.get("step", 1)))
+        return [spec["low"], spec["high"]]
     return list(spec) if isinstance(spec, list) else [spec]
