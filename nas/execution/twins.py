@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -64,6 +65,4 @@ def copy_twin(study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> Tr
 
 def beat(trial: AttributeSink) -> None:
     """A waiting trial's heartbeat: it is alive, only not training."""
-    import time
-
     write(trial, heartbeat=time.time())
