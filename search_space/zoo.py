@@ -140,13 +140,13 @@ def multi_perm_cnn(shape, classes):
     return g
 
 
-def _all_cnn(shape, classes, convs):
+def _all_cnn(shape, classes, convs, width_1x1: int = 192):
     g = Genome()
     x = g.add("input", "input", shape=list(shape))
     for i, (c, k, s, pad) in enumerate(convs):
         x = g.chain(x, [(f"conv{i}", "conv", {"out_channels": c, "kernel": k, "stride": s, "padding": pad}),
                         (f"relu{i}", "act", {"fn": "relu"})])
-    x = g.chain(x, [("conv1x1", "conv", {"out_channels": 192, "kernel": 1}), ("relu1x1", "act", {"fn": "relu"}),
+    x = g.chain(x, [("conv1x1", "conv", {"out_channels": width_1x1, "kernel": 1}), ("relu1x1", "act", {"fn": "relu"}),
                     ("classifier", "conv", {"out_channels": classes, "kernel": 1}),
                     ("gap", "global_pool", {"kind": "avg"})])
     g.add("output", "output", [x])
@@ -166,6 +166,23 @@ def all_cnn_c(shape, classes):
 def strided_cnn_c(shape, classes):
     return _all_cnn(shape, classes, [(96, 3, 1, "same"), (96, 3, 2, "same"), (192, 3, 1, "same"),
                                      (192, 3, 2, "same"), (192, 3, 1, "valid")])
+
+
+# Scaled to 28x28 grey images on 2 cores: the same layer pattern with widths 96 -> 32 and 192 -> 64 (about 1/9
+# of the convs' multiply-adds); two stride-2 convs take 28 -> 14 -> 7 and the last 3x3 'valid' conv 7 -> 5.
+@zoo_model("all-cnn-c-28", "All-CNN-C at 1x28x28, widths 96/192 scaled to 32/64 (seed 004, for Fashion-MNIST)",
+           (1, 28, 28), 10)
+def all_cnn_c_28(shape, classes):
+    return _all_cnn(shape, classes, [(32, 3, 1, "same"), (32, 3, 1, "same"), (32, 3, 2, "same"),
+                                     (64, 3, 1, "same"), (64, 3, 1, "same"), (64, 3, 2, "same"),
+                                     (64, 3, 1, "valid")], width_1x1=64)
+
+
+@zoo_model("strided-cnn-c-28", "Strided-CNN-C at 1x28x28, widths 96/192 scaled to 32/64 (seed 004, for Fashion-MNIST)",
+           (1, 28, 28), 10)
+def strided_cnn_c_28(shape, classes):
+    return _all_cnn(shape, classes, [(32, 3, 1, "same"), (32, 3, 2, "same"), (64, 3, 1, "same"),
+                                     (64, 3, 2, "same"), (64, 3, 1, "valid")], width_1x1=64)
 
 
 @zoo_model("lenet5", "LeNet-5 on 28x28 MNIST: conv 6 k5 p2, pool, conv 16 k5, pool, 120, 84 (seed 002)", (1, 28, 28), 10)

@@ -17,6 +17,10 @@ ZOO_PARAMS = {
     "convtwist-block": 1728 + 128 + 2112 + 2304 + 512 + 64 + 2048 + 128 + 650,
     # decomposeme by hand: fconv0 (1*32*3+32)+(32*32*3+32), bn 64, fconv1 (32*64*3+64)+(64*64*3+64), bn 128,
     # fconv2 2*(64*64*3+64), bn 128, dense 650
+    # the 28x28 All-CNN-C / Strided-CNN-C by hand: a 3x3 conv c_in -> c_out has 9*c_in*c_out + c_out,
+    # then the 1x1 64 -> 64 (4,160) and the 1x1 classifier 64 -> 10 (650)
+    "all-cnn-c-28": (9 * 32 + 32) + 2 * (9 * 32 * 32 + 32) + (9 * 32 * 64 + 64) + 3 * (9 * 64 * 64 + 64) + 4160 + 650,
+    "strided-cnn-c-28": (9 * 32 + 32) + (9 * 32 * 32 + 32) + (9 * 32 * 64 + 64) + 2 * (9 * 64 * 64 + 64) + 4160 + 650,
     "decomposeme": 128 + 3104 + 64 + 6208 + 12352 + 128 + 2 * 12352 + 128 + 650,
 }
 

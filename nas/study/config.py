@@ -136,6 +136,8 @@ class Budget(Strict):
 
 class Baseline(Strict):
     trials: int = Field(24, ge=0)  # benchmarks/RESULTS.md "Dense baseline plateau": the best is reached by 24
+    max_params: int | None = Field(None, gt=0)  # the MLPs' own size limit (seed 000: 2M); unset = the study's
+    warm_start: list[str] = Field(default_factory=lambda: ["mnist1d-mlp"])  # zoo MLPs tried first, at the data's shape
 
 
 class Execution(Strict):

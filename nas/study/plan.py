@@ -20,7 +20,6 @@ from nas.study.config import Budget, FloatRange, Objective, Pruner, Sampler, Stu
 from nas.study.records import TrialRecord, read_study, write, write_study
 from nas.study.storage import budget_lock, mask_url, open_storage, sqlite_path, worker_identity
 
-BASELINE_WARM_START = "mnist1d-mlp"  # the MNIST-1D paper's MLP (two hidden layers of 100), rebuilt for the data
 
 
 @dataclass
@@ -94,12 +93,16 @@ def baseline_config(config: StudyConfig) -> StudyConfig:
     """The dense-baseline search for the study's dataset: MLPs (depth, widths, dropout, lr, weight decay and
     1x or 2x the study's epochs searched by TPE), no pruning, the study's size limits.
 
-    The baseline is tuned within the same ``constraints`` as the search, so the comparison is like for like; its
-    study name includes the limits and a digest of the training settings and epochs, so studies with other limits
-    or training on the same data get their own baseline (and share it otherwise). Its first trial is the MNIST-1D
-    paper's MLP (recorded infeasible, untrained, where it exceeds the limits).
+    The baseline is tuned within the same ``constraints`` as the search, so the comparison is like for like, unless
+    ``baseline.max_params`` gives the MLPs a limit of their own (a seed's published dense sizes); its study name includes the limits and a digest of the training settings and epochs, so studies with other limits
+    or training on the same data get their own baseline (and share it otherwise). Its first trials are
+    ``baseline.warm_start`` (by default the MNIST-1D paper's MLP), recorded infeasible, untrained, where they exceed
+    the limits.
     """
     epochs = config.max_epochs
+    if config.baseline.max_params is not None:
+        config = config.model_copy(update={"constraints": config.constraints.model_copy(
+            update={"max_params": config.baseline.max_params})})
     trained_as = json.dumps([config.training.model_dump(mode="json"), epochs], sort_keys=True)
     digest = hashlib.sha1(trained_as.encode()).hexdigest()[:6]
     return config.model_copy(update={
@@ -110,7 +113,7 @@ def baseline_config(config: StudyConfig) -> StudyConfig:
                        Objective(metric="params", direction="minimize")],  # what every report draws it on
         "pruner": Pruner(name="none", min_epochs=epochs, max_epochs=epochs),
         "budget": Budget(trials=config.baseline.trials),
-        "warm_start": [BASELINE_WARM_START],
+        "warm_start": list(config.baseline.warm_start),
         "sampler": Sampler(name="tpe", seed=config.sampler.seed),
     })
 

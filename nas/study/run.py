@@ -92,14 +92,17 @@ def preflight(config: StudyConfig) -> None:
     """Loads the data and samples one genome in this process, so a bad dataset, space or zoo name exits 2 up front."""
     from evaluators.datasets import default_cache_dir, load_dataset
     from evaluators.ordering import data_orders
-    from nas.search.genomes import reorder_request, resolve_space, sample_genome
+    from nas.search.genomes import genome_family, reorder_request, resolve_space, sample_genome
     from search_space import GenomeError, get_zoo
 
-    for name in config.warm_start:
-        try:
-            get_zoo(name)
-        except GenomeError as exc:
-            raise ConfigError(f"warm_start: {exc}") from None
+    for field, names in (("warm_start", config.warm_start), ("baseline.warm_start", config.baseline.warm_start)):
+        for name in names:
+            try:
+                entry = get_zoo(name)
+            except GenomeError as exc:
+                raise ConfigError(f"{field}: {exc}") from None
+            if field.startswith("baseline") and genome_family(entry.build()) != "dense":
+                raise ConfigError(f"{field}: zoo model {name!r} is not an MLP; the dense baseline tries only MLPs")
     data = load_dataset(config.dataset)
     space = resolve_space(config.search_space)
     orders = data_orders(data.x_train.numpy(), *reorder_request(space, data.input_shape), default_cache_dir())
