@@ -96,6 +96,8 @@ CASES = [
     Case("unknown sampler", study(sampler={"name": "cmaes"}), RUN, ("sampler.name",)),
     Case("negative sampler seed", study(sampler={"name": "random", "seed": -1}), RUN, ("sampler.seed",)),
     Case("unknown warm start genome", study(warm_start=["nosuch-net"]), RUN, ("warm_start", "nosuch-net")),
+    Case("a CNN as a dense baseline warm start", study(baseline={"trials": 2, "warm_start": ["lenet5"]}), RUN,
+         ("baseline.warm_start", "lenet5", "not an MLP")),
     Case("unknown dataset", study(dataset={"name": "imagenet"}), RUN, ("'name'", "imagenet")),
     Case("missing dataset path", study(dataset={"name": "cifar10"}), RUN, ("'path'", "cifar10")),
     Case("cifar folder with a truncated batch", cifar_with_truncated_batch, RUN, ("data_batch_3",)),

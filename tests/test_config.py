@@ -55,3 +55,15 @@ def test_file_errors_name_the_file(tmp_path):
         load_config(empty)
     with pytest.raises(ConfigError, match="missing.yaml: cannot read"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_the_dense_baseline_may_have_a_size_limit_of_its_own():
+    from nas.study.plan import baseline_config
+
+    config = parse_config({**MINIMAL, "constraints": {"max_params": 5000},
+                           "baseline": {"max_params": 2_000_000, "warm_start": ["dense-baseline"]}})
+    baseline = baseline_config(config)
+    assert baseline.constraints.max_params == 2_000_000 and config.constraints.max_params == 5000
+    assert baseline.warm_start == ["dense-baseline"] and "-p2000000-" in baseline.name
+    shared = baseline_config(parse_config({**MINIMAL, "constraints": {"max_params": 5000}}))
+    assert shared.constraints.max_params == 5000 and shared.warm_start == ["mnist1d-mlp"]

@@ -12,23 +12,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     findings = sub.add_parser("findings", help="which design choices buy accuracy per parameter (validation only)")
     findings.add_argument("study", help="study YAML file or study name")
     findings.add_argument("--json", action="store_true")
+    findings.add_argument("--final", action="store_true",
+                          help="retrain the chosen genomes at full budget on train+val and report test accuracy "
+                               "(the only place test is read); the table is stored in the study")
+    findings.add_argument("--seeds", type=int, default=3, help="with --final: seeds per genome (default 3)")
+    findings.add_argument("--genomes", type=int, default=4,
+                          help="with --final: Pareto genomes spread along the front (default 4)")
+    findings.add_argument("--also", nargs="*", default=[], metavar="ZOO",
+                          help="with --final: also retrain these warm-start zoo models (e.g. lenet5)")
     add_storage_argument(findings)
     findings.set_defaults(handler=findings_command)
 
 
 def findings_command(args: argparse.Namespace) -> int:
+    from nas.errors import ConfigError
+    from nas.study.final import final_table, stored_final
     from nas.study.storage import load_with_baseline
     from nas.study.summary import params_reference
     from reports.findings import findings_data
 
     name, url, _ = resolve_target(args.study, args.storage)
+    if args.final:
+        if args.seeds < 1 or args.genomes < 1:
+            raise ConfigError(f"--seeds and --genomes must be at least 1, got {args.seeds} and {args.genomes}")
+        final_table(name, url, seeds=range(args.seeds), count=args.genomes, also=args.also,
+                    say=(lambda _: None) if args.json else console.print)
     study, baseline = load_with_baseline(name, url)
     found = findings_data(study.get_trials(deepcopy=False),
                           baseline.get_trials(deepcopy=False) if baseline is not None else [], params_reference(study))
     data = {"study": name, "trained_trials": found.trained_trials, "choices": [asdict(r) for r in found.choices],
             "best_within_budgets": found.best_within_budgets,
             "ratios_at_matched_accuracy": [dict(zip(("dense_val_accuracy", "dense_params", "searched_params",
-                                                     "ratio"), r)) for r in found.ratios]}
+                                                     "ratio"), r)) for r in found.ratios],
+            "final": [{**asdict(r), "test_mean": r.test_mean, "test_sd": r.test_sd} for r in stored_final(study)]}
     print_json(data) if args.json else print_findings(data)
     return 0
 
@@ -57,3 +73,17 @@ def print_findings(data: dict) -> None:
     for r in data["ratios_at_matched_accuracy"]:
         console.print(f"dense {100 * r['dense_val_accuracy']:.1f}% with {r['dense_params']:,} params: reached by a "
                       f"searched genome with {r['searched_params']:,} ({ratio_words(r['ratio'])})")
+    if data["final"]:
+        print_final(data["final"])
+
+
+def print_final(rows: list[dict]) -> None:
+    from rich.table import Table
+
+    seeds = len(rows[0]["test_accuracies"])
+    table = Table("source", "trial", "what", "params", "val (search)", f"test mean ± sd ({seeds} seeds)",
+                  title="final: retrained at full budget on train+val (test read only here)", title_justify="left")
+    for r in rows:
+        table.add_row(r["source"], str(r["trial"]), r["label"], f"{r['params']:,}", f"{100 * r['val_accuracy']:.1f}%",
+                      f"{100 * r['test_mean']:.2f}% ± {100 * r['test_sd']:.2f}")
+    console.print(table)

@@ -1,0 +1,138 @@
+"""The final table: genomes chosen on validation, retrained at full budget on train+val with several seeds; test
+accuracy mean and sd.
+
+Test accuracy is read here only, after every choice was made on validation. The chosen genomes are the search's
+Pareto set thinned to a few points spread by size (always with its smallest and its most accurate trial), the
+most accurate dense baseline trial, and any warm-start zoo models named in ``also``. Each trains with the
+hyperparameters its trial drew, for the study's full budget (the dense trial for the epochs it drew), on all the
+training data: a study's ``train_samples`` is for the search only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial
+
+from evaluators.datasets import Splits, load_dataset
+from evaluators.specs import DataSpec, parse_dataset_spec
+from evaluators.training import train
+from nas.errors import ConfigError
+from nas.study.config import StudyConfig, parse_config
+from nas.study.records import TrialRecord, read_study, write_study
+from nas.study.storage import load_with_baseline
+from nas.study.summary import pareto_trials
+from search_space import Genome
+
+
+@dataclass(frozen=True)
+class FinalRow:
+    """One chosen genome and its test accuracy per seed after the final retrain."""
+
+    source: str  # search | dense | zoo
+    trial: int
+    label: str  # zoo name, else the genome's family
+    summary: str
+    params: int
+    val_accuracy: float  # what the search recorded (the reason it was chosen)
+    test_accuracies: tuple[float, ...]
+
+    @property
+    def test_mean(self) -> float:
+        return statistics.fmean(self.test_accuracies)
+
+    @property
+    def test_sd(self) -> float:
+        return statistics.stdev(self.test_accuracies) if len(self.test_accuracies) > 1 else 0.0
+
+
+def thin_front(front: Sequence[FrozenTrial], count: int) -> list[FrozenTrial]:
+    """At most ``count`` trials of a front sorted by size, evenly spread over it, first and last always kept."""
+    if len(front) <= count:
+        return list(front)
+    if count < 2:
+        return list(front[-1:])  # sorted by size, so the last is the most accurate
+    picks = sorted({round(i * (len(front) - 1) / (count - 1)) for i in range(count)})
+    return [front[i] for i in picks]
+
+
+def chosen_trials(study: optuna.Study, baseline: optuna.Study | None, count: int,
+                  also: Sequence[str] = ()) -> list[tuple[str, FrozenTrial]]:
+    """(source, trial) pairs to retrain: the thinned search front, the best dense trial, the named zoo models."""
+    chosen = [("search", t) for t in thin_front(pareto_trials(study), count)]
+    if not chosen:
+        raise ConfigError(f"study {study.study_name!r} has no trial trained at full budget; nothing to retrain")
+    if baseline is not None:
+        dense = [t for t in baseline.get_trials(deepcopy=False) if TrialRecord.of(t).full_budget]
+        if dense:
+            chosen.append(("dense", max(dense, key=lambda t: (TrialRecord.of(t).val_accuracy, -t.number))))
+    by_zoo = {TrialRecord.of(t).zoo: t for t in study.get_trials(deepcopy=False) if TrialRecord.of(t).zoo}
+    for name in also:
+        if name not in by_zoo:
+            raise ConfigError(f"--also {name}: the study has no warm-start trial of zoo model {name!r}; its zoo "
+                              f"trials are {', '.join(sorted(by_zoo)) or 'none'}")
+        if by_zoo[name].number not in {t.number for _, t in chosen}:
+            chosen.append(("zoo", by_zoo[name]))
+    return chosen
+
+
+def train_plus_val(data: Splits) -> Splits:
+    """The splits with validation folded into training (already normalized with the training split's statistics)."""
+    return dataclasses.replace(data, x_train=torch.cat([data.x_train, data.x_val]),
+                               y_train=torch.cat([data.y_train, data.y_val]))
+
+
+def full_data_spec(config: StudyConfig) -> DataSpec:
+    """The study's dataset without ``train_samples``: the final retrain sees every training image."""
+    spec = parse_dataset_spec(config.dataset).to_dict()
+    spec.pop("train_samples", None)
+    return parse_dataset_spec(spec)
+
+
+def retrain(trial: FrozenTrial, config: StudyConfig, data: Splits, seeds: Sequence[int],
+            threads: int | None = None, say: Callable[[str], None] = print) -> tuple[float, ...]:
+    """Test accuracy of ``trial``'s genome after training with its drawn hyperparameters, once per seed."""
+    record = TrialRecord.of(trial)
+    genome = Genome.from_json(record.genome, f"trial {trial.number} genome").validate()
+    epochs = int(trial.params.get("epochs", config.max_epochs))  # the dense baseline draws its epochs
+    drawn = config.training.train_config(optuna.trial.FixedTrial(trial.params, trial.number), epochs, threads)
+    accuracies = []
+    for seed in seeds:
+        result = train(genome, data, dataclasses.replace(drawn, seed=seed), evaluate_test=True)
+        if result.stopped is not None:
+            raise ConfigError(f"final retrain of trial {trial.number} (seed {seed}) stopped early: {result.reason}")
+        accuracies.append(float(result.test_accuracy))
+        say(f"trial {trial.number} seed {seed}: test {100 * result.test_accuracy:.2f}% "
+            f"({epochs} epochs, {result.train_time_s:.0f}s)")
+    return tuple(accuracies)
+
+
+def final_table(name: str, url: str, *, seeds: Sequence[int] = (0, 1, 2), count: int = 4, also: Sequence[str] = (),
+                threads: int | None = None, say: Callable[[str], None] = print) -> list[FinalRow]:
+    """Retrains the chosen genomes of study ``name`` and stores the table in the study (``final``)."""
+    study, baseline = load_with_baseline(name, url)
+    if read_study(study, "config") is None:
+        raise ConfigError(f"study {name!r} in {url} has no stored config; it was not created by `nas run`")
+    config = parse_config(read_study(study, "config"), f"study {name!r} config")
+    chosen = chosen_trials(study, baseline, count, also)
+    data = train_plus_val(load_dataset(full_data_spec(config)))
+    say(f"retraining {len(chosen)} genomes x {len(seeds)} seeds on {len(data.x_train):,} train+val samples")
+    rows = []
+    for source, trial in chosen:
+        record = TrialRecord.of(trial)
+        trained_as = config if source != "dense" else parse_config(read_study(baseline, "config"), "baseline config")
+        rows.append(FinalRow(source, trial.number, record.zoo or record.family, record.summary, int(record.params),
+                             float(record.val_accuracy), retrain(trial, trained_as, data, seeds, threads, say)))
+    write_study(study, final={"seeds": list(seeds), "train_samples": len(data.x_train),
+                              "rows": [dataclasses.asdict(r) for r in rows]})
+    return rows
+
+
+def stored_final(study: optuna.Study) -> list[FinalRow]:
+    """The table the last ``final_table`` stored in the study (empty when it never ran)."""
+    stored = read_study(study, "final") or {}
+    return [FinalRow(**{**row, "test_accuracies": tuple(row["test_accuracies"])}) for row in stored.get("rows", [])]

@@ -1,0 +1,55 @@
+"""``nas findings --final``: which genomes are retrained, on which data, and that the stored table is what ran."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import optuna
+import pytest
+
+from evaluators.datasets import load_dataset
+from nas.study.final import thin_front
+from tests.conftest import TINY_STUDY, nas_command, nas_env, study_beside_storage
+
+
+def test_thinning_keeps_both_ends_and_spreads_the_rest():
+    front = list(range(10))  # stands for trials sorted by size, the last the most accurate
+    assert thin_front(front, 4) == [0, 3, 6, 9]
+    assert thin_front(front, 2) == [0, 9]
+    assert thin_front(front, 1) == [9]
+    assert thin_front(front[:3], 4) == [0, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A tiny study with its dense baseline, searched on 60 of its training samples."""
+    folder = tmp_path_factory.mktemp("final")
+    dataset = {**TINY_STUDY["dataset"], "samples": 300, "train_samples": 60}
+    path, url = study_beside_storage(folder, TINY_STUDY, dataset=dataset, budget={"trials": 6},
+                                     baseline={"trials": 2})
+    subprocess.run(nas_command("run", path), cwd=folder, env=nas_env(folder), check=True, capture_output=True)
+    return folder, path, url, dataset
+
+
+def test_final_retrains_the_front_and_the_best_dense_on_all_train_and_val(finished):
+    folder, path, url, dataset = finished
+    done = subprocess.run(nas_command("findings", path, "--final", "--seeds", "2", "--genomes", "2", "--json"),
+                          cwd=folder, env=nas_env(folder), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["final"]
+    assert [r["source"] for r in rows].count("dense") == 1
+    assert 1 <= [r["source"] for r in rows].count("search") <= 2
+    assert all(len(r["test_accuracies"]) == 2 and all(0 <= a <= 1 for a in r["test_accuracies"]) for r in rows)
+    study = optuna.load_study(study_name="tiny", storage=url)
+    full = load_dataset({k: v for k, v in dataset.items() if k != "train_samples"}, folder / "cache")
+    # every training and validation sample of the full split, not the 60 the search trained on
+    assert study.user_attrs["final"]["train_samples"] == len(full.x_train) + len(full.x_val) > 60
+    most_accurate = max((t for t in study.best_trials), key=lambda t: t.values[0])
+    assert most_accurate.number in [r["trial"] for r in rows if r["source"] == "search"]
+
+
+def test_a_zoo_model_the_study_never_tried_is_one_line_naming_it(finished):
+    folder, path, _, _ = finished
+    done = subprocess.run(nas_command("findings", path, "--final", "--also", "lenet5"), cwd=folder,
+                          env=nas_env(folder), capture_output=True, text=True)
+    assert done.returncode == 2 and "--also lenet5" in done.stderr and "Traceback" not in done.stderr
