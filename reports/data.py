@@ -13,11 +13,13 @@ import networkx as nx
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.study.final import FinalRow, stored_final
 from nas.study.records import TrialRecord, read_study
 from nas.study.storage import mask_url
 from nas.study.summary import Headline, headline, hypervolume, params_reference, pareto_trials, state_counts, trained
 from reports.choices import Choices, choices_data
 from reports.findings import Findings, findings_data
+from reports.layout import RecoveredLayout, recovered_layouts
 from search_space import Genome, GenomeError
 
 
@@ -98,6 +100,9 @@ class ReportData:
     details: list[ParetoDetail] = field(default_factory=list)
     findings: Findings | None = None
     infeasible_zoo: list[str] = field(default_factory=list)  # warm-start models over the constraints
+    final: list[FinalRow] = field(default_factory=list)  # `nas findings --final`, when it ran
+    layouts: list[RecoveredLayout] = field(default_factory=list)  # the reorder ops' orders, drawn
+    layout_note: str | None = None  # why no layout is drawn although a trial reorders its input
     generated: str = ""
 
     @property
@@ -196,8 +201,10 @@ def report_data(study: optuna.Study, baseline: optuna.Study | None, target: str 
     points = [trial_point(t) for t in trials if is_finished(t)]
     pareto = [trial_point(t) for t in front]
     target = target or study.study_name
+    config = read_study(study, "config", {})
+    layouts, layout_note = recovered_layouts(config["dataset"], trials) if config.get("dataset") else ([], None)
     return ReportData(
-        study=study.study_name, storage=mask_url(url), config=read_study(study, "config", {}),
+        study=study.study_name, storage=mask_url(url), config=config,
         counts=state_counts(trials), points=points, pareto=pareto,
         baseline_study=read_study(study, "baseline_study"), baseline_front=baseline_front,
         headline=headline(pareto, baseline_front),
@@ -206,4 +213,5 @@ def report_data(study: optuna.Study, baseline: optuna.Study | None, target: str 
         details=[pareto_detail(t, target, study.study_name, storage) for t in front],
         findings=findings_data(trials, baseline_trials or [], params_reference(study)),
         infeasible_zoo=[r.zoo for r in map(TrialRecord.of, trials) if r.infeasible is not None and r.zoo],
+        final=stored_final(study), layouts=layouts, layout_note=layout_note,
         generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"))

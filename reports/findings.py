@@ -63,6 +63,8 @@ def _strided(nodes: tuple[dict, ...]) -> bool:
 CHOICES: dict[str, Callable[[tuple[dict, ...]], bool]] = {
     "permutation": lambda n: bool(_ops(n, "permute")),
     "reorder": lambda n: bool(_ops(n, "reorder")),
+    **{f"reorder {method}": (lambda n, m=method: any(r.get("method") == m for r in _ops(n, "reorder")))
+       for method in ("spectral", "chain", "grid")},
     "group pattern shuffle": lambda n: _grouped(n, "shuffle"),
     "group pattern cycle": lambda n: _grouped(n, "cycle"),
     "twist": lambda n: bool(_ops(n, "twist_conv")),

@@ -12,6 +12,7 @@ from reports import figures
 from reports.choices import ABSENT
 from reports.data import ParetoDetail, ReportData, TrialPoint
 from reports.findings import Findings, ratio_words
+from reports.layout import layout_figure
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; kaleido finds a Chrome on PATH otherwise
 TABLE_WIDTHS = ("56px", "150px", "72px", "72px", "84px", "96px", "60px", "auto")  # so both tables line up
@@ -112,6 +113,27 @@ def findings_section(found: Findings | None) -> str:
     return choices + table + matched
 
 
+def final_section(data: ReportData) -> str:
+    """`nas findings --final`: the only test accuracies chosen for a result (retrained on train+val, per seed)."""
+    if not data.final:
+        return ("<p class='note'>Not run yet: <code>nas findings STUDY.yaml --final</code> retrains the chosen "
+                "genomes on train+val with 3 seeds and reports test accuracy.</p>")
+    rows = "".join(f"<tr><td class='left'>{_e(r.source)}</td><td>{r.trial}</td><td class='left'>{_e(r.label)}</td>"
+                   f"<td>{r.params:,}</td><td>{_pct(r.val_accuracy)}</td><td>{100 * r.test_mean:.2f}% ± "
+                   f"{100 * r.test_sd:.2f}</td></tr>" for r in data.final)
+    return (f"<table><tr><th class='left'>source</th><th>trial</th><th class='left'>what</th><th>params</th>"
+            f"<th>val (search)</th><th>test mean ± sd ({len(data.final[0].test_accuracies)} seeds)</th></tr>"
+            f"{rows}</table>")
+
+
+def layout_section(data: ReportData) -> str:
+    """The mean training input before and after each recovered order (``reports/layout.py``)."""
+    if data.layout_note:
+        return f"<p class='note'>{_e(data.layout_note)}</p>"
+    return "".join(f"<p class='note'>'{_e(l.method)}' order, used by {l.trials} trained trial(s).</p>"
+                   + plot_div(layout_figure(l), f"layout-{i}") for i, l in enumerate(data.layouts))
+
+
 def render(data: ReportData) -> str:
     """The whole page as one HTML string."""
     counts = ", ".join(f"{v} {k}" for k, v in data.counts.items())
@@ -148,6 +170,9 @@ def render(data: ReportData) -> str:
                  "The parallel-coordinates view needs two trained trials with sampled choices."),
         "<h2>4. Which designs buy accuracy per parameter</h2>",
         findings_section(data.findings),
+        "<h3>Final table: test accuracy after retraining</h3>",
+        final_section(data),
+        *(["<h3>Recovered feature order</h3>", layout_section(data)] if data.layouts or data.layout_note else []),
         "<h2>5. The Pareto trials</h2>",
         *(detail_card(d) for d in data.details),
     ]
