@@ -75,6 +75,9 @@ def test_infeasible_genomes_are_recorded_but_never_trained(workdir):
     for t in infeasible:
         assert "curve" not in t.user_attrs and t.values[0] == 0.0
         assert "exceed max_params 600" in t.user_attrs["reason"] and t.user_attrs["params"] > 600
+    # what optuna-dashboard and the optuna CLI label the objectives with (else "0" and "1")
+    assert optuna.load_study(study_name="s", storage="sqlite:///runs/s/study.db").metric_names == \
+        ["val_accuracy", "params"]
 
 
 def test_a_repeated_genome_is_not_trained_again(workdir):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,7 +152,12 @@ def create_study(config: StudyConfig, url: str) -> optuna.Study:
             f"was run with {was!r}, the config now " + ("leaves it out" if now is None else f"has {now!r}")
         raise ConfigError(f"{field}: study {config.name!r} in {mask_url(url)} {change}; resuming would mix two definitions of a trial: restore it, or give the "
                           "study a new name")
-    write_study(study, config=config.model_dump(mode="json"), metrics=[o.metric for o in config.objectives])
+    metrics = [o.metric for o in config.objectives]
+    write_study(study, config=config.model_dump(mode="json"), metrics=metrics)
+    if study.metric_names != metrics:
+        with warnings.catch_warnings():  # Optuna marks set_metric_names experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metrics)  # optuna-dashboard and the optuna CLI show these, not 0 and 1
     return study
 
 
