@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas.study.final import FinalRow, stored_final
 from nas.study.records import TrialRecord, read_study
 from nas.study.storage import mask_url
-from nas.study.summary import Headline, headline, hypervolume, params_reference, pareto_trials, state_counts, trained
+from nas.study.summary import Headline, headline, simulated, hypervolume, params_reference, pareto_trials, state_counts, trained
 from reports.choices import Choices, choices_data
 from reports.findings import Findings, findings_data
 from reports.layout import RecoveredLayout, recovered_layouts
@@ -207,7 +207,7 @@ def report_data(study: optuna.Study, baseline: optuna.Study | None, target: str 
         study=study.study_name, storage=mask_url(url), config=config,
         counts=state_counts(trials), points=points, pareto=pareto,
         baseline_study=read_study(study, "baseline_study"), baseline_front=baseline_front,
-        headline=headline(pareto, baseline_front),
+        headline=headline(pareto, baseline_front, simulated(study)),
         hypervolume=hypervolume_data(trials, baseline_trials, params_reference(study)),
         choices=choices_data(study, [t for t in trials if trained(t)]),
         details=[pareto_detail(t, target, study.study_name, storage) for t in front],

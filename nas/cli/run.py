@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--backend", choices=["local", "ray"], help="overrides execution.backend")
     run.add_argument("--ray-address", help="join this Ray cluster (auto or HOST:PORT) instead of starting one")
     run.add_argument("--seed", type=int, help="sampler seed (overrides sampler.seed)")
+    run.add_argument("--simulate", action="store_true",
+                     help="synthetic learning curves instead of training: measures sampling, rungs, dedup and "
+                          "storage (execution.simulate)")
     add_storage_argument(run)
     run.set_defaults(handler=run_command)
 
@@ -24,7 +27,8 @@ def apply_overrides(data: dict, args: argparse.Namespace) -> dict:
     """The config dict with command-line values written into their keys (validated afterwards)."""
     data = dict(data)
     sections = {"budget": {"trials": args.trials, "minutes": args.minutes},
-                "execution": {"workers": args.workers, "backend": args.backend},
+                "execution": {"workers": args.workers, "backend": args.backend,
+                              "simulate": True if getattr(args, "simulate", False) else None},
                 "sampler": {"seed": args.seed}}
     for section, values in sections.items():
         chosen = {k: v for k, v in values.items() if v is not None}

@@ -60,7 +60,8 @@ def trial_context(plan: RunPlan, study: optuna.Study, threads: int | None = None
                                config.constraints.max_params, config.constraints.max_flops)
     orders = data_orders(data.x_train.numpy(), *reorder_request(space, data.input_shape), default_cache_dir())
     return TrialContext(study=study, config=config, url=plan.url, data=data, space=space, threads=threads,
-                        artifact_dir=artifact_dir(config, plan.url), orders=orders)
+                        artifact_dir=None if config.execution.simulate else artifact_dir(config, plan.url),
+                        orders=orders)
 
 
 def objective_values(config: StudyConfig, metrics: dict) -> list[float]:
@@ -96,6 +97,14 @@ def run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
         except UpdateFinishedTrialError:
             pass  # swept meanwhile: it is FAIL already
         return TrialState.FAIL
+
+
+def fit_function(config: StudyConfig) -> Callable[..., TrainResult]:
+    """``evaluators.training.train``, or its synthetic stand-in when the study runs with ``execution.simulate``."""
+    if config.execution.simulate:
+        from evaluators.simulated import simulated_train
+        return simulated_train
+    return train
 
 
 @dataclass
@@ -134,7 +143,7 @@ def sample_trial(ctx: TrialContext, trial: optuna.Trial) -> PreparedTrial | Tria
         return _tell_infeasible(ctx, trial, why, genome.params, violation)
     epochs = sample_epochs(trial, ctx.space, config.max_epochs)
     cfg = config.training.train_config(trial, epochs, ctx.threads, ctx.device)
-    write(trial, seed=cfg.seed)
+    write(trial, seed=cfg.seed, **({"simulated": True} if config.execution.simulate else {}))
     return PreparedTrial(genome, cfg)
 
 
@@ -204,7 +213,8 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
         return True
 
     with heartbeat(trial, config.execution.heartbeat_s):
-        result = train(prepared.genome, ctx.data, prepared.train, callback=on_epoch, evaluate_test=True)
+        result = fit_function(config)(prepared.genome, ctx.data, prepared.train, callback=on_epoch,
+                                      evaluate_test=True)
     write(trial, epochs=result.epochs)
     if result.stopped == "callback":
         study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)

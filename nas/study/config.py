@@ -148,6 +148,7 @@ class Execution(Strict):
     max_failures: int = Field(0, ge=-1)  # Ray FailureConfig; -1 retries forever
     heartbeat_s: float = Field(30.0, gt=0)  # a running (or waiting) trial writes its heartbeat this often
     stale_after_s: float | None = Field(None, gt=0)  # another host's trial without a beat this long is dead
+    simulate: bool = False  # synthetic learning curves instead of training (evaluators/simulated.py): measures the machinery
 
     @model_validator(mode="after")
     def _stale_after_beats(self) -> "Execution":

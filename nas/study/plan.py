@@ -72,7 +72,7 @@ def first_difference(stored: object, current: object, where: str) -> tuple[str, 
 def resume_conflict(stored: dict, config: StudyConfig) -> tuple[str, object, object] | None:
     """Why ``config`` cannot resume a study created with ``stored`` (its first differing fixed field), or None.
 
-    Budget, execution, sampler, warm start and storage may change between runs; the sections in
+    Budget, execution (but ``simulate``), sampler, warm start and storage may change between runs; the sections in
     ``RESUME_FIXED`` may not (rung records and full-budget results would mix two definitions)."""
     def comparable(data: dict) -> dict:
         """Defaults filled (a config stored before a field existed has it at its default), the dataset spec
@@ -87,7 +87,8 @@ def resume_conflict(stored: dict, config: StudyConfig) -> tuple[str, object, obj
         found = first_difference(stored.get(section), current.get(section), section)
         if found:
             return found
-    return None
+    was, now = stored["execution"]["simulate"], current["execution"]["simulate"]
+    return None if was == now else ("execution.simulate", was, now)  # synthetic and trained results never mix
 
 
 def baseline_config(config: StudyConfig) -> StudyConfig:
@@ -107,7 +108,8 @@ def baseline_config(config: StudyConfig) -> StudyConfig:
     trained_as = json.dumps([config.training.model_dump(mode="json"), epochs], sort_keys=True)
     digest = hashlib.sha1(trained_as.encode()).hexdigest()[:6]
     return config.model_copy(update={
-        "name": f"baseline-{dataset_slug(config.dataset)}{limits_suffix(config)}-t{digest}",
+        "name": f"baseline-{dataset_slug(config.dataset)}{limits_suffix(config)}-t{digest}"
+                + ("-simulated" if config.execution.simulate else ""),  # never mixed with a trained baseline
         "search_space": {"preset": "dense", "epochs": [epochs, 2 * epochs]},
         "training": baseline_training(config.training),
         "objectives": [Objective(metric="val_accuracy", direction="maximize"),

@@ -63,6 +63,7 @@ class TrialRecord:
     violation: float | None = None
     duplicate_of: int | None = None
     killed: bool = False
+    simulated: bool = False  # scored by evaluators.simulated, never trained
     host: str | None = None
     pid: int | None = None
     pid_start: int | None = None

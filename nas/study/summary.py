@@ -111,8 +111,25 @@ class Headline:
     verdict: str | None = None    # 'beats' | 'matches' | None
 
 
-def headline(front: Sequence[Scored], baseline_front: Sequence[Scored]) -> Headline:
-    """The one-line verdict ``nas status`` prints and the report shows (rows or points, the same rule)."""
+def simulated(study: optuna.Study) -> bool:
+    """Whether the study ran with ``execution.simulate`` (synthetic learning curves, nothing trained)."""
+    return bool(((read_study(study, "config", {}) or {}).get("execution") or {}).get("simulate"))
+
+
+SIMULATED_PREFIX = "SIMULATED (synthetic learning curves, nothing was trained): "
+
+
+def headline(front: Sequence[Scored], baseline_front: Sequence[Scored], is_simulated: bool = False) -> Headline:
+    """The one-line verdict ``nas status`` prints and the report shows (rows or points, the same rule); a simulated
+    study's verdict says so first."""
+    found = _headline(front, baseline_front)
+    if is_simulated:
+        return Headline(SIMULATED_PREFIX + found.text, found.best_dense, found.smallest_beating, found.size_ratio,
+                        found.verdict)
+    return found
+
+
+def _headline(front: Sequence[Scored], baseline_front: Sequence[Scored]) -> Headline:
     if not baseline_front:
         return Headline("No dense baseline in this storage to compare with.", None, None, None)
     dense = max(baseline_front, key=lambda r: (r.val_accuracy, -r.params))
@@ -160,7 +177,7 @@ def study_summary(study: optuna.Study, baseline: optuna.Study | None = None) -> 
         "pareto": [r.to_dict() for r in rows],
         "hypervolume": hypervolume(front, reference),
         "baseline": [r.to_dict() for r in baseline_rows],
-        "headline": headline(rows, baseline_rows).text,
+        "headline": headline(rows, baseline_rows, simulated(study)).text,
         "failures": [{"number": t.number, "reason": TrialRecord.of(t).reason or "unknown"}
                      for t in trials if t.state == TrialState.FAIL],
     }

@@ -11,10 +11,11 @@ from optuna.exceptions import UpdateFinishedTrialError
 from ray import tune
 
 from evaluators.datasets import Splits, load_dataset
-from evaluators.training import EpochReport, TrainConfig, train
+from evaluators.training import EpochReport, TrainConfig
 from nas.execution.heartbeat import heartbeat
 from nas.execution.ray.searcher import OUTCOME
-from nas.execution.trial import PreparedTrial, record_epoch, record_failure, record_result, upload_weights
+from nas.execution.trial import (PreparedTrial, fit_function, record_epoch, record_failure, record_result,
+                                 upload_weights)
 from nas.study.config import parse_config
 from nas.study.records import write
 from nas.study.storage import StoredTrial, open_storage
@@ -66,12 +67,12 @@ def train_ray_trial(params: dict, setup: RaySetup) -> None:
             return False  # the RungScheduler decides; a stopped trial never returns from tune.report
 
         with heartbeat(trial, config.execution.heartbeat_s):
-            result = train(genome, data, prepared.train, callback=on_epoch, evaluate_test=True)
+            result = fit_function(config)(genome, data, prepared.train, callback=on_epoch, evaluate_test=True)
         epochs = result.epochs
         write(trial, epochs=epochs)
         artifacts = Path(setup.artifact_dir)
-        metrics = record_result(trial, prepared, result, lambda model: upload_weights(
-            artifacts, trial.number, trial.frozen(), model, storage))
+        metrics = record_result(trial, prepared, result, None if config.execution.simulate else (
+            lambda model: upload_weights(artifacts, trial.number, trial.frozen(), model, storage)))
     except UpdateFinishedTrialError:
         pass  # a sweep ended it while this worker lived: nothing more to write, the driver tells nothing new
     except Exception as exc:  # a trial's crash is recorded, the study goes on
