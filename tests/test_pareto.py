@@ -84,3 +84,32 @@ def test_latency_is_left_out_of_rung_decisions():
                   Objective(metric="latency_ms", direction="minimize")]
     finished = rung_point(0.5, {"params": 10, "latency_ms": 5.0}, objectives)
     assert finished == rung_point(0.5, {"params": 10}, objectives) == (0.5, -10.0)
+
+
+def random_points(rng, n: int, dims: int) -> dict:
+    """Points with many ties and exact duplicates: half the coordinates come from four values."""
+    return {i: tuple(float(rng.choice([0, 1, 2, 3])) if rng.random() < 0.5 else rng.random() for _ in range(dims))
+            for i in range(n)}
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_the_fast_fronts_equal_the_definition_on_random_points_with_ties(dims):
+    import random
+
+    from nas.scheduling.pareto import non_dominated_fronts_by_definition
+
+    rng = random.Random(dims)
+    for _ in range(400):
+        points = random_points(rng, rng.randint(0, 40), dims)
+        assert non_dominated_fronts(points) == non_dominated_fronts_by_definition(points)
+
+
+def test_rung_survivors_rank_only_the_fronts_they_need_and_keep_the_same_trials():
+    import random
+
+    rng = random.Random(7)
+    for _ in range(300):
+        points = random_points(rng, rng.randint(1, 40), 2)
+        for factor in (2, 3, 4):
+            full = pareto_rank(points)  # every front ranked, as before the limit existed
+            assert rung_survivors(points, factor) == set(full[:math.ceil(len(points) / factor)])
