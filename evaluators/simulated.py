@@ -26,10 +26,11 @@ def unit_hash(*parts: object) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def simulated_accuracy(genome: Genome, config: TrainConfig, epoch: int, classes: int) -> float:
-    """Validation accuracy after ``epoch`` epochs: chance at 0, rising to a ceiling set by size and the hash."""
+def simulated_accuracy(genome: Genome, config: TrainConfig, epoch: int, classes: int, key: str | None = None) -> float:
+    """Validation accuracy after ``epoch`` epochs: chance at 0, rising to a ceiling set by size and the hash
+    (``key``: the genome's canonical key, when the caller has it)."""
     chance = 1.0 / classes
-    key = genome.key()
+    key = key or genome.key()
     size = 1.0 - 1.0 / (1.0 + genome.params / 3000.0)  # 0 for no parameters, towards 1 for big networks
     luck = unit_hash(key, f"{config.lr:.6g}", f"{config.weight_decay:.6g}")
     ceiling = chance + (0.97 - chance) * size * (0.75 + 0.25 * luck)
@@ -41,18 +42,18 @@ def simulated_train(genome: Genome, data: Splits, config: TrainConfig,
                     callback: Callable[[EpochReport], bool | None] | None = None, evaluate_test: bool = True,
                     start_epoch: int = 0, model: nn.Module | None = None) -> TrainResult:
     """What ``evaluators.training.train`` returns, from the synthetic curve; the callback sees every epoch."""
-    classes = data.num_classes
+    classes, key = data.num_classes, genome.key()
     curve, stopped, reason, epochs_done = [], None, None, start_epoch
     for epoch in range(start_epoch + 1, config.epochs + 1):
-        accuracy = simulated_accuracy(genome, config, epoch, classes)
+        accuracy = simulated_accuracy(genome, config, epoch, classes, key)
         report = EpochReport(epoch, 1.0 - accuracy, 1.0 - accuracy, accuracy, 0.0)
         curve.append(report.to_dict())
         epochs_done = epoch
         if callback is not None and callback(report):
             stopped, reason = "callback", f"callback stopped training after epoch {epoch}"
             break
-    accuracy = simulated_accuracy(genome, config, epochs_done, classes)
-    test = accuracy - 0.01 * unit_hash(genome.key(), "test") if evaluate_test else None
+    accuracy = simulated_accuracy(genome, config, epochs_done, classes, key)
+    test = accuracy - 0.01 * unit_hash(key, "test") if evaluate_test else None
     return TrainResult(accuracy, 1.0 - accuracy, test, None if test is None else 1.0 - test, genome.params,
                        genome.flops, SIMULATED_LATENCY_MS_PER_MFLOP * genome.flops / 1e6, 0.0, epochs_done, curve,
                        stopped, reason, nn.Identity(), val_samples=len(data.y_val))

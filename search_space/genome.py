@@ -6,6 +6,7 @@ canonical key, and round-trips through node-link JSON.
 """
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from dataclasses import dataclass
@@ -147,7 +148,13 @@ class Genome:
 
     # -- identity ---------------------------------------------------------------------------------
     def key(self) -> str:
-        """Canonical hash: equal for genomes that build the same network, whatever their node names."""
+        """Canonical hash: equal for genomes that build the same network, whatever their node names.
+
+        The Weisfeiler-Lehman hash costs milliseconds per call; it is memoized on the graph's JSON, which is
+        cheap to write (one trial asks for the key several times: its record, its twins, simulated curves)."""
+        return _canonical_key(json.dumps(self.to_dict(), sort_keys=True))
+
+    def _wl_key(self) -> str:
         info = self.analyze()
         labelled = nx.DiGraph()
         for name, i in info.items():
@@ -230,3 +237,9 @@ class Genome:
 
     def __repr__(self) -> str:
         return f"Genome({self.graph.number_of_nodes()} nodes)"
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_key(graph_json: str) -> str:
+    """``Genome.key`` of the genome whose ``to_dict`` is ``graph_json``."""
+    return Genome.from_dict(json.loads(graph_json))._wl_key()
