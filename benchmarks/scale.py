@@ -1,0 +1,135 @@
+"""The search machinery at scale: simulated trials (``nas run --simulate``), so every cost measured is ours.
+
+Usage: ``python benchmarks/scale.py [--sizes 100 1000 10000] [--workers 1 8 32] [--postgres URL] [--write-results]``
+
+For each storage (SQLite beside the study; PostgreSQL when ``--postgres`` or ``NAS_TEST_POSTGRES_URL`` gives a
+server) and each worker count, one study on the quickstart problem (permuted MNIST-1D, the perm-cnn-1d preset,
+NSGA-II, Pareto-aware ASHA with rungs at 2 and 6 of 18 epochs) is grown through ``--sizes`` by resuming it with
+a larger budget. Per segment: the wall time per trial (training costs nothing, so this is the machinery:
+sampling, constraints, dedup, rung decisions, storage writes, progress), and afterwards the latency of one rung
+decision (``rung_verdict``: read the rung's records from the storage, rank them) against the study at that size.
+Every study is then checked: trials in the storage equal to the budget, none left RUNNING, no number twice.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import yaml
+
+from _results import write_section
+from nas.scheduling.rungs import rung_verdict
+from nas.study.config import parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## Scale (simulated trials)"
+STUDY = {
+    "name": "scale",
+    "dataset": {"name": "mnist1d", "permute": True, "permute_seed": 0, "num_samples": 5000, "seed": 42,
+                "val_fraction": 0.2},
+    "search_space": {"preset": "perm-cnn-1d"},
+    "constraints": {"max_params": 20000},
+    "sampler": {"name": "nsga2", "seed": 0},
+    "pruner": {"name": "asha", "min_epochs": 2, "max_epochs": 18, "reduction_factor": 3},
+    "baseline": {"trials": 0},
+    "execution": {"backend": "local", "simulate": True},
+}
+
+
+def grow(folder: Path, url: str, name: str, workers: int, size: int) -> float:
+    """Resumes study ``name`` up to ``size`` trials with ``workers`` processes; returns the wall time."""
+    study = {**STUDY, "name": name, "storage": url, "budget": {"trials": size},
+             "execution": {**STUDY["execution"], "workers": workers}}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(study))
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "nas.cli", "run", str(path)], cwd=folder, check=True,
+                   stdout=subprocess.DEVNULL, env={**os.environ, "NO_COLOR": "1"})
+    return time.perf_counter() - started
+
+
+def rung_latency_ms(url: str, name: str, repeats: int = 5) -> float:
+    """Median time of one rung decision at the first rung against the study as it stands."""
+    study = optuna.load_study(study_name=name, storage=url)
+    config = parse_config({**STUDY, "name": name})
+    epoch = config.pruner.rungs()[0]
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        rung_verdict(study, config, -1, epoch, 0.5, {"params": 5000, "flops": 100000})
+        times.append(time.perf_counter() - started)
+    return 1e3 * statistics.median(times)
+
+
+def integrity(url: str, name: str, size: int) -> dict:
+    trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    numbers = [t.number for t in trials]
+    running = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+    return {"stored": len(trials), "lost": max(0, size - len(trials)), "extra": max(0, len(trials) - size),
+            "running": running, "numbers_twice": len(numbers) - len(set(numbers))}
+
+
+def measure(sizes: list[int], workers: list[int], storages: dict[str, str]) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="nas-scale-") as tmp:
+        folder = Path(tmp)
+        for storage, base_url in storages.items():
+            for count in workers:
+                name = f"scale-{storage}-w{count}-{int(time.time())}"
+                url = base_url or f"sqlite:///{folder}/{name}.db"
+                done = 0
+                for size in sizes:
+                    wall = grow(folder, url, name, count, size)
+                    fixed = grow(folder, url, name, count, size)  # a run with nothing left to do: start-up only
+                    row = {"storage": storage, "workers": count, "size": size, "startup_s": fixed,
+                           "per_trial_ms": 1e3 * max(0.0, wall - fixed) / (size - done),
+                           "rung_ms": rung_latency_ms(url, name),
+                           **integrity(url, name, size)}
+                    rows.append(row)
+                    print(row, file=sys.stderr, flush=True)
+                    done = size
+    return rows
+
+
+def section(rows: list[dict], command: str) -> str:
+    lines = [SECTION, "", f"Command: `{command}`", "",
+             "Machine: 2 cores (shared). Per trial = wall time of the segment that grew the study to its size, "
+             "divided by the trials it added, less the start-up (a run with nothing left to do: imports, data, "
+             "worker processes), which is listed apart. Nothing is trained: this is all machinery, with workers "
+             "as processes on the one storage. Rung = one `rung_verdict` at the first rung against the study at "
+             "that size (median of 5).", "",
+             "| storage | workers | study size | per trial (ms) | start-up (s) | rung decision (ms) | lost | extra | "
+             "left RUNNING |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['storage']} | {r['workers']} | {r['size']:,} | {r['per_trial_ms']:.0f} | {r['startup_s']:.1f} | "
+                     f"{r['rung_ms']:.1f} | {r['lost']} | {r['extra']} | {r['running']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--postgres", default=os.environ.get("NAS_TEST_POSTGRES_URL"),
+                        help="a PostgreSQL URL to measure too (default: $NAS_TEST_POSTGRES_URL)")
+    parser.add_argument("--write-results", action="store_true")
+    args = parser.parse_args(argv)
+    storages = {"sqlite": None, **({"postgresql": args.postgres} if args.postgres else {})}
+    rows = measure(sorted(args.sizes), args.workers, storages)
+    text = section(rows, "python benchmarks/scale.py " + shlex.join(argv if argv is not None else sys.argv[1:]))
+    print(text)
+    if args.write_results:
+        write_section(text)
+    return 0 if all(r["lost"] == r["extra"] == r["running"] == r["numbers_twice"] == 0 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
