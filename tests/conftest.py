@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import sqlalchemy
 import yaml
+
+from pg_server import postgres_bin, throwaway_server
 
 # Idle OpenMP threads sleep instead of spinning: tests start several torch processes on few shared cores, where
 # spinning threads (torch's default) double the CPU time. Set before anything imports torch; CI may override.
@@ -67,3 +70,43 @@ def nas_env(cwd: Path) -> dict[str, str]:
 def nas_command(*args: str) -> list[str]:
     """The ``nas`` command line with this interpreter (the console script may not be on PATH)."""
     return [sys.executable, "-m", "nas.cli", *map(str, args)]
+
+
+DEFAULT_POSTGRES_URL = "postgresql://nas:nas@127.0.0.1:5432/nas_test"
+
+
+def reachable(url: str) -> str | None:
+    """None when a server answers at ``url``, else the first line of why not (password masked)."""
+    from nas.study.storage import mask_url
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, connect_args={"connect_timeout": 3})
+    try:
+        engine.connect().close()
+        return None
+    except sqlalchemy.exc.OperationalError as exc:
+        first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+        return mask_url(first)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """``NAS_TEST_POSTGRES_URL`` (or the default) when a server answers there; else, when the PostgreSQL binaries
+    are installed, a throwaway server of the test's own; a skip naming the package only when neither exists.
+
+    A missing driver (``psycopg``, SQLAlchemy's default for postgresql://) is an error, not a skip.
+    """
+    from nas.study.storage import mask_url
+
+    url = os.environ.get("NAS_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    why = reachable(url)
+    if why is None:
+        yield url
+        return
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip(f"no PostgreSQL server at {mask_url(url)} ({why}) and no server binaries to start one: "
+                    "apt-get install postgresql")
+    with throwaway_server(bin_dir) as own:
+        yield own

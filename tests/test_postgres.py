@@ -6,55 +6,14 @@ the package, only on a machine without PostgreSQL.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
-from typing import Iterator
 
 import optuna
-import pytest
-import sqlalchemy
 from conftest import nas_command, nas_env, write_study
-from pg_server import postgres_bin, throwaway_server
 from optuna.trial import TrialState
 
-from nas.study.storage import mask_url, open_storage
-
-DEFAULT_URL = "postgresql://nas:nas@127.0.0.1:5432/nas_test"
-
-
-def reachable(url: str) -> str | None:
-    """None when a server answers at ``url``, else the first line of why not (password masked)."""
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, connect_args={"connect_timeout": 3})
-    try:
-        engine.connect().close()
-        return None
-    except sqlalchemy.exc.OperationalError as exc:
-        first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
-        return mask_url(first)
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """``NAS_TEST_POSTGRES_URL`` (or the default) when a server answers there; else, when the PostgreSQL binaries
-    are installed, a throwaway server of the test's own; a skip naming the package only when neither exists.
-
-    A missing driver (``psycopg``, SQLAlchemy's default for postgresql://) is an error, not a skip.
-    """
-    url = os.environ.get("NAS_TEST_POSTGRES_URL", DEFAULT_URL)
-    why = reachable(url)
-    if why is None:
-        yield url
-        return
-    bin_dir = postgres_bin()
-    if bin_dir is None:
-        pytest.skip(f"no PostgreSQL server at {mask_url(url)} ({why}) and no server binaries to start one: "
-                    "apt-get install postgresql")
-    with throwaway_server(bin_dir) as own:
-        yield own
-
+from nas.study.storage import open_storage
 
 def test_four_concurrent_runs_share_one_postgres_budget(workdir, postgres_url):
     budget, name = 8, f"pg-{uuid.uuid4().hex[:8]}"
