@@ -16,10 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                           help="retrain the chosen genomes at full budget on train+val and report test accuracy "
                                "(the only place test is read); the table is stored in the study")
     findings.add_argument("--seeds", type=int, default=3, help="with --final: seeds per genome (default 3)")
-    findings.add_argument("--genomes", type=int, default=4,
-                          help="with --final: Pareto genomes spread along the front (default 4)")
+    findings.add_argument("--genomes", type=int, default=0,
+                          help="with --final: also this many Pareto genomes spread along the front (default 0)")
     findings.add_argument("--also", nargs="*", default=[], metavar="ZOO",
                           help="with --final: also retrain these warm-start zoo models (e.g. lenet5)")
+    findings.add_argument("--threads", type=int, help="with --final: torch threads (default: torch's own)")
     add_storage_argument(findings)
     findings.set_defaults(handler=findings_command)
 
@@ -33,9 +34,10 @@ def findings_command(args: argparse.Namespace) -> int:
 
     name, url, _ = resolve_target(args.study, args.storage)
     if args.final:
-        if args.seeds < 1 or args.genomes < 1:
-            raise ConfigError(f"--seeds and --genomes must be at least 1, got {args.seeds} and {args.genomes}")
-        final_table(name, url, seeds=range(args.seeds), count=args.genomes, also=args.also,
+        if args.seeds < 1 or args.genomes < 0:
+            raise ConfigError(f"--seeds must be at least 1 and --genomes at least 0, got {args.seeds} and "
+                              f"{args.genomes}")
+        final_table(name, url, seeds=range(args.seeds), count=args.genomes, also=args.also, threads=args.threads,
                     say=(lambda _: None) if args.json else console.print)
     study, baseline = load_with_baseline(name, url)
     found = findings_data(study.get_trials(deepcopy=False),

@@ -1,9 +1,11 @@
 """The final table: genomes chosen on validation, retrained at full budget on train+val with several seeds; test
 accuracy mean and sd.
 
-Test accuracy is read here only, after every choice was made on validation. The chosen genomes are the search's
-Pareto set thinned to a few points spread by size (always with its smallest and its most accurate trial), the
-most accurate dense baseline trial, and any warm-start zoo models named in ``also``. Each trains with the
+Test accuracy is read here only, after every choice was made on validation. The chosen genomes answer the
+findings' questions: the most accurate searched trial; the smallest searched trials within 1 and within 2 points
+of the best dense network; optionally more Pareto trials spread by size; the best dense trial and the smallest
+dense one within 1 point of it (a tuned dense front is often far smaller than its best point); and any
+warm-start zoo models named in ``also``. Each trains with the
 hyperparameters its trial drew, for the study's full budget (the dense trial for the epochs it drew), on all the
 training data: a study's ``train_samples`` is for the search only.
 """
@@ -60,16 +62,34 @@ def thin_front(front: Sequence[FrozenTrial], count: int) -> list[FrozenTrial]:
     return [front[i] for i in picks]
 
 
+def smallest_within(trials: Sequence[FrozenTrial], accuracy: float, points: float) -> FrozenTrial | None:
+    """The trial with the fewest parameters whose validation accuracy is at most ``points`` below ``accuracy``."""
+    near = [t for t in trials if TrialRecord.of(t).val_accuracy >= accuracy - points / 100]
+    return min(near, key=lambda t: (TrialRecord.of(t).params, -TrialRecord.of(t).val_accuracy)) if near else None
+
+
 def chosen_trials(study: optuna.Study, baseline: optuna.Study | None, count: int,
                   also: Sequence[str] = ()) -> list[tuple[str, FrozenTrial]]:
-    """(source, trial) pairs to retrain: the thinned search front, the best dense trial, the named zoo models."""
-    chosen = [("search", t) for t in thin_front(pareto_trials(study), count)]
-    if not chosen:
+    """(source, trial) pairs to retrain, chosen on validation: the most accurate searched trial, the smallest
+    searched ones within 1 and 2 points of the best dense, ``count`` more spread along the front; the best dense
+    trial and the smallest dense one within 1 point of it; the named zoo models."""
+    front = pareto_trials(study)
+    if not front:
         raise ConfigError(f"study {study.study_name!r} has no trial trained at full budget; nothing to retrain")
-    if baseline is not None:
-        dense = [t for t in baseline.get_trials(deepcopy=False) if TrialRecord.of(t).full_budget]
-        if dense:
-            chosen.append(("dense", max(dense, key=lambda t: (TrialRecord.of(t).val_accuracy, -t.number))))
+    dense_trials = [t for t in baseline.get_trials(deepcopy=False) if TrialRecord.of(t).full_budget] \
+        if baseline is not None else []
+    best_dense = max(dense_trials, key=lambda t: (TrialRecord.of(t).val_accuracy, -t.number), default=None)
+    picks = [front[-1], *thin_front(front, count)[:count]] if count else [front[-1]]
+    if best_dense is not None:
+        target = TrialRecord.of(best_dense).val_accuracy
+        picks += [t for t in (smallest_within(front, target, 1), smallest_within(front, target, 2)) if t is not None]
+    chosen: list[tuple[str, FrozenTrial]] = []
+    for trial in sorted({t.number: t for t in picks}.values(), key=lambda t: TrialRecord.of(t).params):
+        chosen.append(("search", trial))
+    if best_dense is not None:
+        near = smallest_within(pareto_trials(baseline), TrialRecord.of(best_dense).val_accuracy, 1)
+        for trial in {t.number: t for t in (near, best_dense) if t is not None}.values():
+            chosen.append(("dense", trial))
     by_zoo = {TrialRecord.of(t).zoo: t for t in study.get_trials(deepcopy=False) if TrialRecord.of(t).zoo}
     for name in also:
         if name not in by_zoo:
