@@ -69,3 +69,16 @@ def test_the_smallest_trial_within_some_points_of_an_accuracy():
     assert smallest_within(trials, 0.89, 1).user_attrs["params"] == 900   # 0.885 is within 1 point, 0.87 is not
     assert smallest_within(trials, 0.89, 3).user_attrs["params"] == 300   # 0.87 is within 3, 0.80 is not
     assert smallest_within(trials, 0.99, 1) is None
+
+
+def test_trials_named_on_the_command_line_replace_the_picks_and_a_bad_one_is_one_line(finished):
+    folder, path, url, _ = finished
+    study = optuna.load_study(study_name="tiny", storage=url)
+    trained = [t.number for t in study.trials if t.state.name == "COMPLETE" and "infeasible" not in t.user_attrs]
+    done = subprocess.run(nas_command("findings", path, "--final", "--seeds", "1", "--trials", str(trained[0]),
+                                      "--json"), cwd=folder, env=nas_env(folder), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert [r["trial"] for r in json.loads(done.stdout)["final"] if r["source"] == "search"] == [trained[0]]
+    bad = subprocess.run(nas_command("findings", path, "--final", "--trials", "999"), cwd=folder,
+                         env=nas_env(folder), capture_output=True, text=True)
+    assert bad.returncode == 2 and "--trials: trial 999" in bad.stderr

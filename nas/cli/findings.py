@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                           help="with --final: also this many Pareto genomes spread along the front (default 0)")
     findings.add_argument("--also", nargs="*", default=[], metavar="ZOO",
                           help="with --final: also retrain these warm-start zoo models (e.g. lenet5)")
+    findings.add_argument("--trials", type=int, nargs="*", default=[], metavar="N",
+                          help="with --final: retrain these searched trials instead of the automatic picks")
     findings.add_argument("--threads", type=int, help="with --final: torch threads (default: torch's own)")
     add_storage_argument(findings)
     findings.set_defaults(handler=findings_command)
@@ -37,8 +39,8 @@ def findings_command(args: argparse.Namespace) -> int:
         if args.seeds < 1 or args.genomes < 0:
             raise ConfigError(f"--seeds must be at least 1 and --genomes at least 0, got {args.seeds} and "
                               f"{args.genomes}")
-        final_table(name, url, seeds=range(args.seeds), count=args.genomes, also=args.also, threads=args.threads,
-                    say=(lambda _: None) if args.json else console.print)
+        final_table(name, url, seeds=range(args.seeds), count=args.genomes, also=args.also, numbers=args.trials,
+                    threads=args.threads, say=(lambda _: None) if args.json else console.print)
     study, baseline = load_with_baseline(name, url)
     found = findings_data(study.get_trials(deepcopy=False),
                           baseline.get_trials(deepcopy=False) if baseline is not None else [], params_reference(study))

@@ -69,10 +69,11 @@ def smallest_within(trials: Sequence[FrozenTrial], accuracy: float, points: floa
 
 
 def chosen_trials(study: optuna.Study, baseline: optuna.Study | None, count: int,
-                  also: Sequence[str] = ()) -> list[tuple[str, FrozenTrial]]:
+                  also: Sequence[str] = (), numbers: Sequence[int] = ()) -> list[tuple[str, FrozenTrial]]:
     """(source, trial) pairs to retrain, chosen on validation: the most accurate searched trial, the smallest
     searched ones within 1 and 2 points of the best dense, ``count`` more spread along the front; the best dense
-    trial and the smallest dense one within 1 point of it; the named zoo models."""
+    trial and the smallest dense one within 1 point of it; the named zoo models. ``numbers`` (trials chosen by
+    the caller, on validation) replace the searched picks."""
     front = pareto_trials(study)
     if not front:
         raise ConfigError(f"study {study.study_name!r} has no trial trained at full budget; nothing to retrain")
@@ -80,7 +81,14 @@ def chosen_trials(study: optuna.Study, baseline: optuna.Study | None, count: int
         if baseline is not None else []
     best_dense = max(dense_trials, key=lambda t: (TrialRecord.of(t).val_accuracy, -t.number), default=None)
     picks = [front[-1], *thin_front(front, count)[:count]] if count else [front[-1]]
-    if best_dense is not None:
+    if numbers:
+        by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+        missing = [n for n in numbers if n not in by_number or not TrialRecord.of(by_number[n]).full_budget]
+        if missing:
+            raise ConfigError(f"--trials: trial {missing[0]} of study {study.study_name!r} is not trained at full "
+                              "budget (or does not exist)")
+        picks = [by_number[n] for n in numbers]
+    elif best_dense is not None:
         target = TrialRecord.of(best_dense).val_accuracy
         picks += [t for t in (smallest_within(front, target, 1), smallest_within(front, target, 2)) if t is not None]
     chosen: list[tuple[str, FrozenTrial]] = []
@@ -131,14 +139,15 @@ def retrain(trial: FrozenTrial, config: StudyConfig, data: Splits, seeds: Sequen
     return tuple(accuracies)
 
 
-def final_table(name: str, url: str, *, seeds: Sequence[int] = (0, 1, 2), count: int = 4, also: Sequence[str] = (),
-                threads: int | None = None, say: Callable[[str], None] = print) -> list[FinalRow]:
+def final_table(name: str, url: str, *, seeds: Sequence[int] = (0, 1, 2), count: int = 0, also: Sequence[str] = (),
+                numbers: Sequence[int] = (), threads: int | None = None,
+                say: Callable[[str], None] = print) -> list[FinalRow]:
     """Retrains the chosen genomes of study ``name`` and stores the table in the study (``final``)."""
     study, baseline = load_with_baseline(name, url)
     if read_study(study, "config") is None:
         raise ConfigError(f"study {name!r} in {url} has no stored config; it was not created by `nas run`")
     config = parse_config(read_study(study, "config"), f"study {name!r} config")
-    chosen = chosen_trials(study, baseline, count, also)
+    chosen = chosen_trials(study, baseline, count, also, numbers)
     data = train_plus_val(load_dataset(full_data_spec(config)))
     say(f"retraining {len(chosen)} genomes x {len(seeds)} seeds on {len(data.x_train):,} train+val samples")
     rows = []
