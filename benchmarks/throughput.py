@@ -230,7 +230,7 @@ def layout_ratio(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: in
     return statistics.median(a / b for a, b in pairs)
 
 
-def measure(rounds: int, train_samples: int | None) -> dict:
+def measure(rounds: int, train_samples: int | None, networks: list[str] | None = None) -> dict:
     torch.set_num_threads(THREADS)
     spec = {"name": "fashion-mnist", "val_fraction": 0.1, "seed": 42}
     plain = load_dataset({**spec, **({"train_samples": train_samples} if train_samples else {})})
@@ -238,6 +238,8 @@ def measure(rounds: int, train_samples: int | None) -> dict:
                              **({"train_samples": train_samples} if train_samples else {})})
     rows = []
     for name, make in GENOMES.items():
+        if networks and name not in networks:
+            continue
         data = permuted if name.startswith("perm-cnn") else plain
         genome = make()
         torch.manual_seed(0)
@@ -302,10 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="epochs per contender and network (default 3)")
     parser.add_argument("--train-samples", type=int, help="train on this many images (default: all 54,000)")
+    parser.add_argument("--networks", nargs="+", choices=list(GENOMES), help="only these networks (default: all)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--write-results", action="store_true", help=f"replace the '{SECTION[3:]}' section")
     args = parser.parse_args(argv)
-    result = measure(args.rounds, args.train_samples)
+    result = measure(args.rounds, args.train_samples, args.networks)
     text = section(result, "python benchmarks/throughput.py " + shlex.join(argv if argv is not None else sys.argv[1:]))
     print(json.dumps(result, indent=2) if args.json else text)
     if args.write_results:
