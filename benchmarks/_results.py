@@ -27,6 +27,8 @@ def write_section(section: str, path: Path = RESULTS) -> None:
     heading, _, body = section.partition("\n")
     if not heading.startswith("## "):
         raise ValueError(f"a RESULTS.md section starts with '## Title', got {heading!r}")
+    if any(line.startswith("## ") for line in body.splitlines()):
+        raise ValueError(f"section {heading!r}: a body line starts with '## ', which would read as the next section")
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".RESULTS.", suffix=".md")

@@ -96,7 +96,8 @@ def recovered_grid_picture(spec: dict) -> str:
     order = np.asarray(data_orders(data.x_train.numpy(), ["grid"], shape, default_cache_dir())["grid"])
     mean = data.x_train.mean(0).numpy().reshape(-1)
     given, placed = ascii_image(mean.reshape(shape[-2:])), ascii_image(mean[order].reshape(shape[-2:]))
-    return "\n".join(f"{a}   {b}" for a, b in zip(given.splitlines(), placed.splitlines()))
+    # indented: a row may start with '#', and no line of a RESULTS/FINDINGS section may look like '## Title'
+    return "\n".join(f"  {a}   {b}" for a, b in zip(given.splitlines(), placed.splitlines()))
 
 
 def mnist1d_part(seeds: int) -> list[dict]:

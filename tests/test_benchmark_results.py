@@ -32,3 +32,8 @@ def test_a_new_section_is_appended_and_a_new_file_gets_a_title(tmp_path):
 def test_a_section_without_its_heading_is_refused(tmp_path):
     with pytest.raises(ValueError, match="## Title"):
         write_section("no heading", tmp_path / "RESULTS.md")
+
+
+def test_a_body_line_that_would_read_as_a_heading_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="next section"):
+        write_section("## Picture\n\n```\n## ## ascii art\n```", tmp_path / "RESULTS.md")
