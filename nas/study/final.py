@@ -5,9 +5,9 @@ Test accuracy is read here only, after every choice was made on validation. The 
 findings' questions: the most accurate searched trial; the smallest searched trials within 1 and within 2 points
 of the best dense network; optionally more Pareto trials spread by size; the best dense trial and the smallest
 dense one within 1 point of it (a tuned dense front is often far smaller than its best point); and any
-warm-start zoo models named in ``also``. Each trains with the
-hyperparameters its trial drew, for the study's full budget (the dense trial for the epochs it drew), on all the
-training data: a study's ``train_samples`` is for the search only.
+warm-start zoo models named in ``also``. Each trains with the hyperparameters its trial drew, for the study's
+full budget (the dense trial for the epochs it drew), on all the training data: a study's ``train_samples`` is
+for the search only.
 """
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def chosen_trials(study: optuna.Study, baseline: optuna.Study | None, count: int
     dense_trials = [t for t in baseline.get_trials(deepcopy=False) if TrialRecord.of(t).full_budget] \
         if baseline is not None else []
     best_dense = max(dense_trials, key=lambda t: (TrialRecord.of(t).val_accuracy, -t.number), default=None)
-    picks = [front[-1], *thin_front(front, count)[:count]] if count else [front[-1]]
+    picks = [front[-1], *thin_front(front, count)] if count else [front[-1]]
     if numbers:
         by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
         missing = [n for n in numbers if n not in by_number or not TrialRecord.of(by_number[n]).full_budget]
