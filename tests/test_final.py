@@ -82,3 +82,19 @@ def test_trials_named_on_the_command_line_replace_the_picks_and_a_bad_one_is_one
     bad = subprocess.run(nas_command("findings", path, "--final", "--trials", "999"), cwd=folder,
                          env=nas_env(folder), capture_output=True, text=True)
     assert bad.returncode == 2 and "--trials: trial 999" in bad.stderr
+
+
+def test_a_zoo_trial_is_not_taken_for_a_dense_trial_of_the_same_number():
+    from nas.study.final import chosen_trials
+
+    def study_of(rows):
+        study = optuna.create_study(directions=["maximize", "minimize"])
+        for acc, params, zoo in rows:
+            attrs = {"val_accuracy": acc, "params": params, "genome": "{}", **({"zoo": zoo} if zoo else {})}
+            study.add_trial(optuna.trial.create_trial(values=[acc, params], user_attrs=attrs))
+        return study
+
+    search = study_of([(0.9, 5000, None), (0.8, 900, "lenet5")])
+    dense = study_of([(0.7, 100, None), (0.85, 2000, None)])  # dense trial 1 has the zoo trial's number
+    chosen = chosen_trials(search, dense, 0, also=["lenet5"])
+    assert ("zoo", 1) in [(source, t.number) for source, t in chosen]

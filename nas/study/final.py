@@ -103,7 +103,7 @@ def chosen_trials(study: optuna.Study, baseline: optuna.Study | None, count: int
         if name not in by_zoo:
             raise ConfigError(f"--also {name}: the study has no warm-start trial of zoo model {name!r}; its zoo "
                               f"trials are {', '.join(sorted(by_zoo)) or 'none'}")
-        if by_zoo[name].number not in {t.number for _, t in chosen}:
+        if by_zoo[name].number not in {t.number for source, t in chosen if source == "search"}:  # dense: another study
             chosen.append(("zoo", by_zoo[name]))
     return chosen
 
