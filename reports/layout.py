@@ -15,8 +15,7 @@ from plotly.subplots import make_subplots
 
 from evaluators.datasets import load_dataset
 from evaluators.errors import DatasetError
-from nas.study.records import TrialRecord
-from search_space import Genome, GenomeError
+from reports.findings import scored
 
 
 @dataclass(frozen=True)
@@ -32,16 +31,11 @@ class RecoveredLayout:
 def orders_in(trials: list[FrozenTrial]) -> dict[tuple[str, tuple[int, ...]], int]:
     """(method, order) -> how many trained trials' genomes read their input through it."""
     found: dict[tuple[str, tuple[int, ...]], int] = {}
-    for record in map(TrialRecord.of, trials):
-        if not record.trained or record.genome is None:
-            continue
-        try:
-            nodes = [d for _, d in Genome.from_json(record.genome).graph.nodes(data=True) if d.get("op") == "reorder"]
-        except GenomeError:
-            continue
-        for node in nodes:
-            key = (node["method"], tuple(int(i) for i in node["order"]))
-            found[key] = found.get(key, 0) + 1
+    for point in scored(trials):
+        for node in point.nodes:
+            if node.get("op") == "reorder":
+                key = (node["method"], tuple(int(i) for i in node["order"]))
+                found[key] = found.get(key, 0) + 1
     return found
 
 
