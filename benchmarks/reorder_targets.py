@@ -32,16 +32,12 @@ from _results import write_section  # noqa: E402
 from evaluators.datasets import default_cache_dir, load_dataset  # noqa: E402
 from evaluators.ordering import adjacent_neighbours, data_orders  # noqa: E402
 from evaluators.training import TrainConfig, train  # noqa: E402
+from nas.cli.zoo import with_reorder  # noqa: E402
 from search_space import get_zoo  # noqa: E402
 
 FINDINGS = Path(__file__).resolve().parents[1] / "FINDINGS.md"
 SECTION = "## Recovering the order of shuffled features (reorder op)"
 FASHION_PERMUTED = {"name": "fashion-mnist", "val_fraction": 0.1, "seed": 42, "permute": True, "permute_seed": 1234321}
-
-
-def with_order(genome, order: np.ndarray, method: str):
-    return genome.insert_after(genome.input_node, "reorder", "reorder", order=[int(i) for i in order],
-                               method=method).validate()
 
 
 def run(zoo: str, spec: dict, method: str | None, seeds: int, config: dict) -> dict:
@@ -50,9 +46,8 @@ def run(zoo: str, spec: dict, method: str | None, seeds: int, config: dict) -> d
     genome = get_zoo(zoo).build(data.input_shape, data.num_classes)
     adjacency = None
     if method is not None:
-        image = tuple(data.input_shape) if method == "grid" else None
-        order = np.asarray(data_orders(data.x_train.numpy(), [method], image, default_cache_dir())[method])
-        genome = with_order(genome, order, method)
+        genome = with_reorder(genome, data, method)  # what `nas zoo train --reorder METHOD` runs
+        order = np.asarray(next(d["order"] for _, d in genome.graph.nodes(data=True) if d.get("op") == "reorder"))
         if spec.get("permute"):  # where did each original pixel/feature land? neighbours kept side by side
             from evaluators.datasets import feature_permutation
             shuffle = feature_permutation(int(np.prod(data.input_shape)), spec["permute_seed"])
