@@ -104,12 +104,27 @@ def test_the_fast_fronts_equal_the_definition_on_random_points_with_ties(dims):
         assert non_dominated_fronts(points) == non_dominated_fronts_by_definition(points)
 
 
-def test_rung_survivors_rank_only_the_fronts_they_need_and_keep_the_same_trials():
+def rank_by_definition(points: dict) -> list:
+    """The ranking from its definition: fronts by pairwise dominance, then (-crowding, -accuracy, key as text)."""
+    from nas.scheduling.pareto import non_dominated_fronts_by_definition
+
+    order = []
+    for front in non_dominated_fronts_by_definition(points):
+        crowd = crowding_distance({k: points[k] for k in front})
+        order += sorted(front, key=lambda k: (-crowd[k], -points[k][0], str(k)))
+    return order
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_pareto_rank_and_rung_survivors_equal_the_definition_on_random_points_with_ties(dims):
     import random
 
-    rng = random.Random(7)
+    rng = random.Random(7 + dims)
     for _ in range(300):
-        points = random_points(rng, rng.randint(1, 40), 2)
+        points = random_points(rng, rng.randint(1, 40), dims)
+        expected = rank_by_definition(points)
+        assert pareto_rank(points) == expected
         for factor in (2, 3, 4):
-            full = pareto_rank(points)  # every front ranked, as before the limit existed
-            assert rung_survivors(points, factor) == set(full[:math.ceil(len(points) / factor)])
+            keep = math.ceil(len(points) / factor)
+            assert pareto_rank(points, keep)[:keep] == expected[:keep]
+            assert rung_survivors(points, factor) == set(expected[:keep])

@@ -36,12 +36,16 @@ def non_dominated_fronts(points: Mapping[Hashable, Point]) -> list[list[Hashable
     if not points:
         return []
     keys = list(points)
-    values = np.asarray([points[k] for k in keys], dtype=float)
-    ranks = _fronts_2d(values) if values.shape[1] == 2 else _fronts_nd(values)
+    ranks = front_ranks(np.asarray([points[k] for k in keys], dtype=float))
     fronts: list[list[Hashable]] = [[] for _ in range(int(ranks.max()) + 1)]
     for key, rank in zip(keys, ranks.tolist()):
         fronts[rank].append(key)
     return [sorted(front, key=str) for front in fronts]
+
+
+def front_ranks(values: np.ndarray) -> np.ndarray:
+    """The front index of each row of ``values`` (n points x objectives, maximizing)."""
+    return _fronts_2d(values) if values.shape[1] == 2 else _fronts_nd(values)
 
 
 def _fronts_2d(values: np.ndarray) -> np.ndarray:
@@ -49,17 +53,17 @@ def _fronts_2d(values: np.ndarray) -> np.ndarray:
     dominates a later one unless both are equal; front k keeps the lexicographic maximum (y, x) of its members,
     which strictly decreases with k, so each point's front is found by bisection."""
     order = np.lexsort((-values[:, 1], -values[:, 0]))
-    ranks = np.empty(len(values), dtype=int)
-    tops: list[tuple[float, float]] = []  # per front, minus its (y, x) maximum: increasing with k
-    for i in order.tolist():
-        x, y = float(values[i, 0]), float(values[i, 1])
-        k = bisect.bisect_left(tops, (-y, -x))  # the first front whose maximum does not dominate (y, x)
+    keys = (-values[order][:, ::-1]).tolist()  # minus (y, x), in that order: what the fronts' maxima are kept as
+    ranks = [0] * len(values)
+    tops: list[list[float]] = []  # per front, minus its (y, x) maximum: increasing with k
+    for i, key in zip(order.tolist(), keys):
+        k = bisect.bisect_left(tops, key)  # the first front whose maximum does not dominate (y, x)
         if k == len(tops):
-            tops.append((-y, -x))
+            tops.append(key)
         else:
-            tops[k] = min(tops[k], (-y, -x))
+            tops[k] = key  # tops[k] >= key by bisection: the new minimum
         ranks[i] = k
-    return ranks
+    return np.asarray(ranks, dtype=int)
 
 
 def _dominance_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -100,7 +104,8 @@ def non_dominated_fronts_by_definition(points: Mapping[Hashable, Point]) -> list
 
 
 def crowding_distance(points: Mapping[Hashable, Point]) -> dict[Hashable, float]:
-    """NSGA-II crowding distance inside one front; the extremes of each objective get infinity."""
+    """NSGA-II crowding distance inside one front; the extremes of each objective get infinity (ties in an
+    objective ordered by key as text). The reference :func:`pareto_rank`'s vectorized form is held to."""
     distance = {k: 0.0 for k in points}
     if len(points) <= 2:
         return {k: math.inf for k in points}
@@ -116,15 +121,40 @@ def crowding_distance(points: Mapping[Hashable, Point]) -> dict[Hashable, float]
     return distance
 
 
+def _crowding(values: np.ndarray, text_rank: np.ndarray) -> np.ndarray:
+    """:func:`crowding_distance` of the rows of one front, ``text_rank`` ordering ties as its keys' text does."""
+    n, dims = values.shape
+    distance = np.zeros(n)
+    if n <= 2:
+        return np.full(n, math.inf)
+    for d in range(dims):
+        order = np.lexsort((text_rank, values[:, d]))
+        column = values[order, d]
+        low, high = column[0], column[-1]
+        distance[order[0]] = distance[order[-1]] = math.inf
+        if high != low:
+            distance[order[1:-1]] += (column[2:] - column[:-2]) / (high - low)
+    return distance
+
+
 def pareto_rank(points: Mapping[Hashable, Point], limit: int | None = None) -> list[Hashable]:
     """All keys (or the first ``limit``, ranking only the fronts they need), best first: by front, then crowding
-    distance (larger first), first objective, key."""
+    distance (larger first), first objective, key as text. Vectorized; at 10,000 points see RESULTS "Scale"."""
+    if not points:
+        return []
+    keys = list(points)
+    values = np.asarray([points[k] for k in keys], dtype=float)
+    ranks = front_ranks(values)
+    by_front = np.argsort(ranks, kind="stable")
     order: list[Hashable] = []
-    for front in non_dominated_fronts(points):
+    for members in np.split(by_front, np.flatnonzero(np.diff(ranks[by_front])) + 1):
         if limit is not None and len(order) >= limit:
             break
-        crowd = crowding_distance({k: points[k] for k in front})
-        order.extend(sorted(front, key=lambda k: (-crowd[k], -points[k][0], str(k))))
+        text = [str(keys[i]) for i in members.tolist()]
+        text_rank = np.argsort(np.argsort(np.asarray(text, dtype=object), kind="stable"), kind="stable")
+        crowd = _crowding(values[members], text_rank)
+        within = np.lexsort((text_rank, -values[members, 0], -crowd))
+        order.extend(keys[i] for i in members[within].tolist())
     return order
 
 
