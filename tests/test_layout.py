@@ -23,7 +23,7 @@ MAY_IMPORT = {
     "reports": ("search_space", "evaluators", "nas.errors", "nas.study", "nas.scheduling", "nas.search"),
     "nas.study": ("search_space", "evaluators", "nas.errors", "nas.search", "nas.scheduling"),
     "nas.search": ("search_space", "nas.errors", "nas.study.config"),
-    "nas.scheduling": ("nas.study.config", "nas.study.records"),
+    "nas.scheduling": ("nas.study.config", "nas.study.records", "nas.study.ledger"),
     "nas.execution": ("search_space", "evaluators", "nas.errors", "nas.study", "nas.search", "nas.scheduling"),
     "nas.export": ("search_space", "evaluators", "nas.errors", "nas.study"),
     "nas.cli": ("search_space", "evaluators", "reports", "nas"),

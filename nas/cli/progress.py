@@ -4,7 +4,8 @@ from __future__ import annotations
 import optuna
 from rich.console import Console
 
-from nas.study.summary import hypervolume, params_reference, pareto_trials, state_counts
+from nas.study.ledger import ledger
+from nas.study.summary import hypervolume, params_reference, pareto_trials
 
 
 class ProgressBar:
@@ -16,6 +17,7 @@ class ProgressBar:
     def __init__(self, study: optuna.Study, budget: int, label: str, console: Console):
         self.study, self.budget, self.label, self.console = study, budget, label, console
         self.last = ""
+        self.params_reference = params_reference(study)  # from the study's config: fixed while it runs
         self.progress = None
         if console.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -26,11 +28,10 @@ class ProgressBar:
             self.progress.start()
 
     def poll(self) -> None:
-        trials = self.study.get_trials(deepcopy=False)
-        counts = state_counts(trials)
+        counts = ledger(self.study).state_counts()
         done = counts["complete"] + counts["pruned"] + counts["failed"] + counts["infeasible"]
         front = pareto_trials(self.study)
-        hv = hypervolume(front, params_reference(self.study))
+        hv = hypervolume(front, self.params_reference)
         stats = (f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed, "
                  f"{counts['infeasible']} infeasible | Pareto {len(front)} | HV {hv:.3f}")
         if self.progress is not None:

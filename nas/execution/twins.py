@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from evaluators.training import TrainConfig
+from nas.study.ledger import ledger
 from nas.study.records import AttributeSink, TrialRecord, write
 from nas.study.storage import budget_lock
 
@@ -32,11 +33,9 @@ def twin_key(genome_key: str, train: TrainConfig) -> str:
 
 
 def holder(study: optuna.Study, key: str, exclude: int) -> FrozenTrial | None:
-    """The trial that trained, was pruned training, or now trains ``key`` (not trial ``exclude``)."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)):
-        if trial.number != exclude and TrialRecord.of(trial).twin_key == key:
-            return trial
-    return None
+    """The trial that trained, was pruned training, or now trains ``key`` (not trial ``exclude``); the first by
+    number when there are several."""
+    return ledger(study).holder(key, exclude)
 
 
 def claim(study: optuna.Study, url: str, trial: optuna.Trial, key: str) -> FrozenTrial | None:

@@ -8,11 +8,10 @@ from __future__ import annotations
 from typing import Mapping
 
 import optuna
-from optuna.trial import TrialState
 
 from nas.scheduling.pareto import oriented, rung_survivors
 from nas.study.config import Objective, StudyConfig
-from nas.study.records import TrialRecord
+from nas.study.ledger import ledger
 
 
 RUNG_METRICS = ("params", "flops")  # known before training, the same for every trial at a rung
@@ -30,13 +29,11 @@ def rung_point(val_accuracy: float, metrics: Mapping[str, float], objectives: li
 
 
 def rung_records(study: optuna.Study, epoch: int, objectives: list[Objective], exclude: int) -> dict[int, tuple]:
-    """The rung point of every trial that reached rung ``epoch``, but trial ``exclude``."""
-    records = {}
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)):
-        record = TrialRecord.of(trial)
-        if epoch in record.rungs and record.number != exclude:
-            records[record.number] = rung_point(record.rungs[epoch], record.metrics(), objectives)
-    return records
+    """The rung point of every trial that reached rung ``epoch`` (running, complete or pruned), but trial
+    ``exclude``; finished trials' points come from the study's ledger, computed once."""
+    key = tuple((o.metric, o.direction) for o in objectives)
+    return ledger(study).rung_points(epoch, exclude, key,
+                                     lambda accuracy, metrics: rung_point(accuracy, metrics, objectives))
 
 
 def rung_verdict(study: optuna.Study, config: StudyConfig, number: int, epoch: int, val_accuracy: float,

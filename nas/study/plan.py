@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
 
 from evaluators.datasets import parse_dataset_spec
 from nas.errors import ConfigError
+from nas.study.ledger import ledger
 from nas.study.config import Budget, FloatRange, Objective, Pruner, Sampler, StudyConfig, Training, parse_config
-from nas.study.records import TrialRecord, read_study, write, write_study
+from nas.study.records import read_study, write, write_study
 from nas.study.storage import budget_lock, mask_url, open_storage, sqlite_path, worker_identity
 
 
@@ -165,20 +165,16 @@ def create_study(config: StudyConfig, url: str) -> optuna.Study:
 
 def counted_trials(study: optuna.Study) -> int:
     """Trials that use up the budget: finished ones (not those killed with their worker) and running ones."""
-    count = 0
-    for record in map(TrialRecord.of, study.get_trials(deepcopy=False)):
-        if record.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) or \
-                record.state == TrialState.FAIL and not record.killed:
-            count += 1
-    return count
+    return ledger(study).in_budget()
 
 
 def reserve_trial(study: optuna.Study, plan: RunPlan) -> optuna.Trial | None:
     """Atomically (across processes) checks the budget and creates the next trial, or returns None."""
     with budget_lock(plan.url, study.study_name):
-        if counted_trials(study) >= plan.budget:
+        book = ledger(study)
+        if book.in_budget() >= plan.budget:
             return None
-        used_zoo = {TrialRecord.of(t).zoo for t in study.get_trials(deepcopy=False)}
+        used_zoo = book.zoo_names()
         trial = study.ask()
         write(trial, **worker_identity())
         pending = [name for name in plan.config.warm_start if name not in used_zoo]

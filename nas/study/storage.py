@@ -1,7 +1,8 @@
 """Optuna storage: opening it, the budget lock, sweeping dead workers' trials, masking passwords.
 
 The one module that reaches into Optuna's storage API below ``Study`` (a trial opened by number, a state told
-from outside its worker): :class:`StoredTrial` and :func:`fail_stale_trials`.
+from outside its worker, the trials changed since a last read): :class:`StoredTrial`, :func:`fail_stale_trials`
+and :func:`changed_trials`.
 
 Default: SQLite in WAL mode with a 60 s busy timeout. WAL lets readers (``nas status``, reports) run while
 workers write, and the busy timeout makes concurrent writers wait for the lock instead of failing, so
@@ -202,6 +203,24 @@ def fail_stale_trials(study: optuna.Study, stale_after_s: float, url: str | None
     return failed
 
 
+def storage_trial_id(trial: FrozenTrial) -> int:
+    """The trial's id in its storage (unique across studies; numbers are unique only within one)."""
+    return trial._trial_id  # noqa: SLF001 (no public API for this)
+
+
+def changed_trials(study: optuna.Study, after_id: int, unfinished_ids: set[int]) -> list[FrozenTrial]:
+    """The study's trials with a storage id above ``after_id`` or in ``unfinished_ids``: what may have changed
+    since a reader saw every trial up to ``after_id`` finished. One query on an RDB storage (the delta Optuna's
+    own trial cache reads); other storages are filtered in memory."""
+    storage = study._storage  # noqa: SLF001
+    backend = getattr(storage, "_backend", storage)
+    if isinstance(backend, optuna.storages.RDBStorage) and hasattr(backend, "_get_trials"):
+        return backend._get_trials(study._study_id, states=None, included_trial_ids=unfinished_ids,  # noqa: SLF001
+                                   trial_id_greater_than=after_id)
+    return [t for t in study.get_trials(deepcopy=False)
+            if storage_trial_id(t) > after_id or storage_trial_id(t) in unfinished_ids]
+
+
 class StoredTrial:
     """A trial opened by its storage id from a process that holds no live ``optuna.Trial`` (a Ray worker, a
     sweep of dead workers' trials); its attributes go straight to the storage."""
@@ -216,7 +235,7 @@ class StoredTrial:
 
     @classmethod
     def of(cls, study: optuna.Study, trial: FrozenTrial) -> "StoredTrial":
-        return cls(study._storage, trial._trial_id, trial.number)  # noqa: SLF001 (no public API for this)
+        return cls(study._storage, storage_trial_id(trial), trial.number)  # noqa: SLF001 (no public API for this)
 
     def set_user_attr(self, key: str, value) -> None:
         self.storage.set_trial_user_attr(self.trial_id, key, value)

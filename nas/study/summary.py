@@ -11,7 +11,8 @@ from typing import Any, Protocol, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.scheduling.pareto import hypervolume_2d, oriented, pareto_set
+from nas.scheduling.pareto import hypervolume_2d
+from nas.study.ledger import ledger, shown_count_key
 from nas.study.records import TrialRecord, read_study
 
 DEFAULT_PARAMS_REFERENCE = 1e7  # hypervolume's worst size when a study sets no max_params
@@ -50,21 +51,18 @@ def trained(trial: FrozenTrial) -> bool:
 
 
 def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    """Trials by the state the user reads: complete, pruned, failed, infeasible, running."""
     counts = {"complete": 0, "pruned": 0, "failed": 0, "infeasible": 0, "running": 0}
     for t in trials:
-        state = TrialRecord.of(t).shown_state
-        key = {"fail": "failed", "waiting": "running"}.get(state, state)
+        key = shown_count_key(TrialRecord.of(t))
         counts[key] = counts.get(key, 0) + 1
     return counts
 
 
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The non-dominated trained trials, by increasing parameter count."""
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if trained(t)]
-    directions = [d.name.lower() for d in study.directions]
-    points = {t.number: oriented(t.values, directions) for t in trials}
-    keep = set(pareto_set(points))
-    return sorted((t for t in trials if t.number in keep), key=lambda t: (TrialRecord.of(t).params or 0, t.number))
+    """The non-dominated trained trials, by increasing parameter count (kept by the study's ledger as trials
+    finish, so a poll at 10,000 trials does not rank them all again)."""
+    return list(ledger(study).front)
 
 
 def hypervolume(trials: list[FrozenTrial], params_reference: float) -> float:

@@ -1,0 +1,112 @@
+"""The study ledger (incremental reads) against a full read of a real SQLite study, after every step of a random
+history: trials that finish out of order, fail, are killed, copy twins, reach rungs, carry warm-start names."""
+from __future__ import annotations
+
+import random
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas.scheduling.pareto import dominates, oriented
+from nas.study.ledger import Ledger
+from nas.study.records import TrialRecord, write, write_rung
+from nas.study.storage import open_storage
+
+STATES = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]
+
+
+def expected(study: optuna.Study) -> dict:
+    """Every index the ledger keeps, computed from scratch from all trials, the way each is defined."""
+    records = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False)]
+    holds = [r for r in records if r.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)]
+    trained = [(t, TrialRecord.of(t)) for t in study.get_trials(deepcopy=False) if TrialRecord.of(t).trained]
+    points = {t.number: oriented(t.values, ["maximize", "minimize"]) for t, _ in trained}
+    front = sorted(((r.params, t.number) for t, r in trained
+                    if not any(dominates(q, points[t.number]) for q in points.values())))
+    counts = {"complete": 0, "pruned": 0, "failed": 0, "infeasible": 0, "running": 0}
+    for r in records:
+        counts[{"fail": "failed"}.get(r.shown_state, r.shown_state)] += 1
+    return {
+        "in_budget": sum(r.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+                         or (r.state == TrialState.FAIL and not r.killed) for r in records),
+        "counts": counts,
+        "zoo": {r.zoo for r in records if r.zoo},
+        "holders": {key: min((r.number for r in holds if r.twin_key == key), default=None) for key in "abc"},
+        "rung": {epoch: {r.number: r.rungs[epoch] for r in holds if epoch in r.rungs} for epoch in (2, 6)},
+        "front": [number for _, number in front],
+    }
+
+
+def observed(book: Ledger) -> dict:
+    book.refresh()
+    holder = {key: book.holder(key, exclude=-1) for key in "abc"}
+    return {
+        "in_budget": book.in_budget(),
+        "counts": book.state_counts(),
+        "zoo": book.zoo_names(),
+        "holders": {key: (t.number if t is not None else None) for key, t in holder.items()},
+        "rung": {epoch: {n: p[0] for n, p in book.rung_points(epoch, -1, "acc", lambda a, m: (a,)).items()}
+                 for epoch in (2, 6)},
+        "front": [t.number for t in book.front],
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_ledger_equals_a_full_read_after_every_step_of_a_random_history(tmp_path, seed):
+    rng = random.Random(seed)
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    writer = optuna.create_study(study_name="s", storage=open_storage(url), directions=["maximize", "minimize"])
+    reader = optuna.load_study(study_name="s", storage=open_storage(url))  # another process's view
+    book = Ledger(reader)
+    running: list[optuna.Trial] = []
+    for _ in range(60):
+        if running and rng.random() < 0.5:  # finish a random running trial: out of creation order
+            trial = running.pop(rng.randrange(len(running)))
+            state = rng.choice(STATES)
+            if state == TrialState.FAIL and rng.random() < 0.5:
+                write(trial, killed=True)
+            if rng.random() < 0.2:
+                write(trial, infeasible="params exceed max_params")
+            accuracy = rng.choice([0.5, 0.6, 0.7, rng.random()])
+            if state == TrialState.COMPLETE:
+                write(trial, val_accuracy=accuracy)
+                if rng.random() < 0.2:
+                    write(trial, duplicate_of=0)
+                writer.tell(trial, [accuracy, TrialRecord.of(trial).params])
+            else:
+                writer.tell(trial, state=state)
+        else:
+            trial = writer.ask()
+            write(trial, params=rng.choice([100, 200, 300, rng.randint(1, 1000)]), flops=10)
+            if rng.random() < 0.3:
+                write(trial, zoo=rng.choice(["lenet5", "perm-cnn"]))
+            if rng.random() < 0.6:
+                write(trial, twin_key=rng.choice("abc"))
+            for epoch in (2, 6):
+                if rng.random() < 0.5:
+                    write_rung(trial, epoch, rng.random())
+            running.append(trial)
+        if rng.random() < 0.7:  # the reader looks at random moments, so it sees several changes at once too
+            assert observed(book) == expected(reader)
+    assert observed(book) == expected(reader)
+
+
+def test_rung_points_exclude_the_asking_trial_and_convert_each_finished_point_once(tmp_path):
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    study = optuna.create_study(study_name="s", storage=open_storage(url), directions=["maximize", "minimize"])
+    for accuracy in (0.1, 0.2):
+        trial = study.ask()
+        write(trial, params=10)
+        write_rung(trial, 2, accuracy)
+        study.tell(trial, state=TrialState.PRUNED)
+    calls = []
+    book = Ledger(study).refresh()
+
+    def to_point(accuracy, metrics):
+        calls.append(accuracy)
+        return (accuracy, -metrics["params"])
+
+    assert book.rung_points(2, exclude=1, key="k", to_point=to_point) == {0: (0.1, -10.0)}
+    assert book.rung_points(2, exclude=-1, key="k", to_point=to_point) == {0: (0.1, -10.0), 1: (0.2, -10.0)}
+    assert sorted(calls) == [0.1, 0.2]  # the second call converted nothing again
