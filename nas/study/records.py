@@ -23,6 +23,8 @@ from typing import Any, Protocol
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.study.attr_writes import set_user_attrs
+
 RUNG_PREFIX = "rung_"
 
 
@@ -128,8 +130,7 @@ def write(trial: AttributeSink, **values: Any) -> None:
     unknown = set(values) - set(WRITABLE)
     if unknown:
         raise KeyError(f"not a trial record attribute: {', '.join(sorted(unknown))}; known: {', '.join(WRITABLE)}")
-    for key, value in values.items():
-        trial.set_user_attr(key, value)
+    set_user_attrs(trial, values)
 
 
 def write_rung(trial: AttributeSink, epoch: int, val_accuracy: float) -> None:
