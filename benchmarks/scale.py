@@ -1,18 +1,22 @@
 """The search machinery at scale: simulated trials (``nas run --simulate``), so every cost measured is ours.
 
-Usage: ``python benchmarks/scale.py [--sizes 100 1000 10000] [--workers 1 8 32] [--postgres URL] [--write-results]``
+Usage: ``python benchmarks/scale.py [--sizes 100 1000 10000] [--workers 1 8 32] [--storages sqlite postgresql]
+[--postgres URL] [--write-results]``
 
 For each storage (SQLite beside the study; PostgreSQL when ``--postgres`` or ``NAS_TEST_POSTGRES_URL`` gives a
 server) and each worker count, one study on the quickstart problem (permuted MNIST-1D, the perm-cnn-1d preset,
 NSGA-II, Pareto-aware ASHA with rungs at 2 and 6 of 18 epochs) is grown through ``--sizes`` by resuming it with
 a larger budget. Per segment: the wall time per trial (training costs nothing, so this is the machinery:
 sampling, constraints, dedup, rung decisions, storage writes, progress), and afterwards the latency of one rung
-decision (``rung_verdict``: read the rung's records from the storage, rank them) against the study at that size.
+decision (``rung_verdict``: read the rung's records from the storage, rank them) against the study at that size,
+and the storage queries per trial (SQL statements counted while ``--probe`` more trials run in this process).
 Every study is then checked: trials in the storage equal to the budget, none left RUNNING, no number twice.
+The per-trial time against study size is drawn to ``benchmarks/scale.html``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import statistics
@@ -23,6 +27,7 @@ import time
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 import yaml
 
 from _results import write_section
@@ -69,6 +74,27 @@ def rung_latency_ms(url: str, name: str, repeats: int = 5) -> float:
     return 1e3 * statistics.median(times)
 
 
+def queries_per_trial(folder: Path, url: str, name: str, size: int, probe: int) -> float:
+    """SQL statements per trial while this process grows the study by ``probe`` trials (one worker)."""
+    from nas.cli.main import main as nas_main
+
+    study = {**STUDY, "name": name, "storage": url, "budget": {"trials": size + probe}}
+    path = folder / f"{name}-probe.yaml"
+    path.write_text(yaml.safe_dump(study))
+    count = [0]
+
+    def counted(*_):
+        count[0] += 1
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", counted)
+    try:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            nas_main(["run", str(path)])
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", counted)
+    return count[0] / probe
+
+
 def integrity(url: str, name: str, size: int) -> dict:
     trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
     numbers = [t.number for t in trials]
@@ -77,7 +103,7 @@ def integrity(url: str, name: str, size: int) -> dict:
             "running": running, "numbers_twice": len(numbers) - len(set(numbers))}
 
 
-def measure(sizes: list[int], workers: list[int], storages: dict[str, str]) -> list[dict]:
+def measure(sizes: list[int], workers: list[int], storages: dict[str, str], probe: int) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="nas-scale-") as tmp:
         folder = Path(tmp)
@@ -91,12 +117,29 @@ def measure(sizes: list[int], workers: list[int], storages: dict[str, str]) -> l
                     fixed = grow(folder, url, name, count, size)  # a run with nothing left to do: start-up only
                     row = {"storage": storage, "workers": count, "size": size, "startup_s": fixed,
                            "per_trial_ms": 1e3 * max(0.0, wall - fixed) / (size - done),
-                           "rung_ms": rung_latency_ms(url, name),
-                           **integrity(url, name, size)}
+                           "rung_ms": rung_latency_ms(url, name), **integrity(url, name, size)}
+                    row["queries"] = queries_per_trial(folder, url, name, size, probe) if probe else None
+                    done = size + probe
+                    if probe:
+                        row["probe_ok"] = integrity(url, name, done)
                     rows.append(row)
                     print(row, file=sys.stderr, flush=True)
-                    done = size
     return rows
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Per-trial machinery time against study size, one line per storage and worker count."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for key in sorted({(r["storage"], r["workers"]) for r in rows}):
+        mine = [r for r in rows if (r["storage"], r["workers"]) == key]
+        figure.add_trace(go.Scatter(x=[r["size"] for r in mine], y=[r["per_trial_ms"] for r in mine],
+                                    mode="lines+markers", name=f"{key[0]}, {key[1]} worker(s)"))
+    figure.update_layout(title="Machinery time per simulated trial against study size",
+                         xaxis={"title": "trials in the study", "type": "log"},
+                         yaxis={"title": "ms per trial", "rangemode": "tozero"})
+    figure.write_html(path, include_plotlyjs="cdn")
 
 
 def section(rows: list[dict], command: str) -> str:
@@ -105,12 +148,14 @@ def section(rows: list[dict], command: str) -> str:
              "divided by the trials it added, less the start-up (a run with nothing left to do: imports, data, "
              "worker processes), which is listed apart. Nothing is trained: this is all machinery, with workers "
              "as processes on the one storage. Rung = one `rung_verdict` at the first rung against the study at "
-             "that size (median of 5).", "",
-             "| storage | workers | study size | per trial (ms) | start-up (s) | rung decision (ms) | lost | extra | "
-             "left RUNNING |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "that size (median of 5). Queries = SQL statements per trial while a few more trials run in the "
+             "benchmark's own process. Plot: `benchmarks/scale.html`.", "",
+             "| storage | workers | study size | per trial (ms) | start-up (s) | rung decision (ms) | queries per trial "
+             "| lost | extra | left RUNNING |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        queries = "-" if r.get("queries") is None else f"{r['queries']:.0f}"
         lines.append(f"| {r['storage']} | {r['workers']} | {r['size']:,} | {r['per_trial_ms']:.0f} | {r['startup_s']:.1f} | "
-                     f"{r['rung_ms']:.1f} | {r['lost']} | {r['extra']} | {r['running']} |")
+                     f"{r['rung_ms']:.1f} | {queries} | {r['lost']} | {r['extra']} | {r['running']} |")
     return "\n".join(lines)
 
 
@@ -120,15 +165,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--postgres", default=os.environ.get("NAS_TEST_POSTGRES_URL"),
                         help="a PostgreSQL URL to measure too (default: $NAS_TEST_POSTGRES_URL)")
+    parser.add_argument("--storages", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"],
+                        help="postgresql is measured only with a URL (--postgres)")
+    parser.add_argument("--probe", type=int, default=10, help="trials run in-process to count queries (0: skip)")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args(argv)
-    storages = {"sqlite": None, **({"postgresql": args.postgres} if args.postgres else {})}
-    rows = measure(sorted(args.sizes), args.workers, storages)
+    storages = {"sqlite": None, "postgresql": args.postgres}
+    storages = {k: v for k, v in storages.items() if k in args.storages and (k == "sqlite" or v)}
+    rows = measure(sorted(args.sizes), args.workers, storages, args.probe)
     text = section(rows, "python benchmarks/scale.py " + shlex.join(argv if argv is not None else sys.argv[1:]))
     print(text)
     if args.write_results:
         write_section(text)
-    return 0 if all(r["lost"] == r["extra"] == r["running"] == r["numbers_twice"] == 0 for r in rows) else 1
+        plot(rows, ROOT / "benchmarks" / "scale.html")
+    probes = [r["probe_ok"] for r in rows if "probe_ok" in r]
+    clean = all(r["lost"] == r["extra"] == r["running"] == r["numbers_twice"] == 0 for r in rows + probes)
+    return 0 if clean else 1
 
 
 if __name__ == "__main__":
