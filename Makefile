@@ -9,7 +9,7 @@ $(BIN)/nas: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[test,ray]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,ray,dashboard]'
 	touch $(BIN)/nas
 
 venv: $(BIN)/nas

@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nas.cli import baseline, export, findings, genome, report, run, status, zoo
+from nas.cli import baseline, dashboard, export, findings, genome, report, run, status, zoo
 
 # Each subcommand module exposes ``register(subparsers)`` and sets ``handler`` on its parsers.
-COMMAND_MODULES = [run, status, baseline, findings, zoo, genome, report, export]
+COMMAND_MODULES = [run, status, baseline, findings, zoo, genome, report, export, dashboard]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,7 +29,7 @@ from nas.study.plan import RunPlan, artifact_dir
 from nas.execution.heartbeat import heartbeat
 from nas.execution.twins import beat, claim, copy_twin, twin_key
 from nas.study.records import AttributeSink, TrialRecord, write, write_rung
-from nas.study.storage import fail_stale_trials, is_stale
+from nas.study.storage import fail_stale_trials, is_stale, record_violation
 from search_space import Genome, GenomeError, get_zoo
 
 INFEASIBLE_PARAMS = 1e9  # objective value recorded for a genome that has no analytic size at all
@@ -225,7 +225,7 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
     if metrics is None:
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         return TrialState.FAIL
-    trial.set_constraint("violation", 0.0)
+    record_violation(trial, 0.0)
     study.tell(trial, objective_values(config, metrics), skip_if_finished=True)
     return TrialState.COMPLETE
 
@@ -233,7 +233,7 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
 def _tell_infeasible(ctx: TrialContext, trial: optuna.Trial, reason: str, params: float, violation: float) -> TrialState:
     """Infeasible genomes are never trained: COMPLETE with zero accuracy and a positive constraint violation."""
     write(trial, infeasible=reason, reason=reason, violation=violation)
-    trial.set_constraint("violation", violation)  # samplers treat > 0 as infeasible
+    record_violation(trial, violation)  # samplers treat > 0 as infeasible
     flops = TrialRecord.of(trial).flops
     metrics = {"val_accuracy": 0.0, "params": params, "flops": INFEASIBLE_PARAMS if flops is None else flops,
                "latency_ms": INFEASIBLE_PARAMS}

@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from evaluators.training import TrainConfig
 from nas.study.ledger import ledger
 from nas.study.records import AttributeSink, TrialRecord, write
-from nas.study.storage import budget_lock
+from nas.study.storage import budget_lock, record_violation
 
 NOT_TRAINING = ("seed", "threads", "device", "trial_timeout_s")  # how a fit is run, not what it computes
 COPIED = ("val_accuracy", "test_accuracy", "latency_ms", "curve", "epochs", "weights_artifact", "seed", "val_samples",
@@ -53,7 +53,7 @@ def copy_twin(study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> Tr
     copied = {name: getattr(source, name) for name in COPIED}
     write(trial, **{k: v for k, v in copied.items() if v is not None}, duplicate_of=twin.number)
     if twin.state == TrialState.COMPLETE:
-        trial.set_constraint("violation", 0.0)
+        record_violation(trial, 0.0)
         study.tell(trial, twin.values, skip_if_finished=True)
         return TrialState.COMPLETE
     write(trial, reason=f"same genome and training as trial {twin.number}, which the rung rule stopped after "

@@ -203,7 +203,17 @@ def fail_stale_trials(study: optuna.Study, stale_after_s: float, url: str | None
     return failed
 
 
-def storage_trial_id(trial: FrozenTrial) -> int:
+def record_violation(trial: optuna.Trial, violation: float) -> None:
+    """Records how far the trial breaks the study's constraints (0: feasible) where both Optuna's samplers and
+    optuna-dashboard read it: the list-valued ``constraints`` system attribute. Optuna 5's ``set_constraint``
+    writes ``constraints:<name>`` instead, which optuna-dashboard 0.21 does not read: it drew infeasible trials
+    as feasible accuracy-0 points on its Pareto plot."""
+    value = [float(violation)]
+    trial.storage.set_trial_system_attr(storage_trial_id(trial), "constraints", value)
+    trial._cached_frozen_trial.system_attrs["constraints"] = value  # noqa: SLF001 (what set_constraint updates)
+
+
+def storage_trial_id(trial: FrozenTrial | optuna.Trial) -> int:
     """The trial's id in its storage (unique across studies; numbers are unique only within one)."""
     return trial._trial_id  # noqa: SLF001 (no public API for this)
 

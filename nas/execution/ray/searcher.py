@@ -23,6 +23,7 @@ from nas.execution.trial import (PreparedTrial, TrialContext, objective_values, 
 from nas.execution.twins import beat
 from nas.study.plan import RunPlan, reserve_trial
 from nas.study.records import write
+from nas.study.storage import record_violation
 
 OUTCOME = "outcome"  # result key of a trial's last report: 'complete' or 'fail'; absent on per-epoch reports
 
@@ -142,7 +143,7 @@ class StudySearcher(DriverOnly, Searcher):
                                 f"retries; its error.txt is under the run's ray/ folder")
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         elif result.get(OUTCOME) == "complete":
-            trial.set_constraint("violation", 0.0)
+            record_violation(trial, 0.0)
             study.tell(trial, objective_values(self.ctx.config, result), skip_if_finished=True)
         elif result.get(OUTCOME) == "fail":
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)  # the trainable wrote the reason
