@@ -14,10 +14,15 @@ $(BIN)/nas: pyproject.toml constraints.txt
 
 venv: $(BIN)/nas
 
+# The peer tools (Syne Tune) are for benchmarks/peers.py and its tests only: `make test` adds them, the quickstart not.
+$(VENV)/.peers: $(BIN)/nas
+	$(BIN)/pip install -q -c constraints.txt -e '.[peers]'
+	touch $(VENV)/.peers
+
 quickstart: venv
 	$(BIN)/nas run studies/quickstart.yaml && $(BIN)/nas report studies/quickstart.yaml
 
-test: venv
+test: venv $(VENV)/.peers
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -1,0 +1,68 @@
+"""Each contender of benchmarks/peers.py, run for real on a tiny problem: it trains trials through the shared
+trainer, its records score, and it never runs more than the 2 workers at once. Syne Tune's needs the ``peers``
+extra (``make venv`` installs it); without it that test is skipped with the install command."""
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import peers  # noqa: E402
+
+TINY = {
+    "name": "tiny-peers",
+    "dataset": {"name": "synthetic", "shape": [40], "classes": 4, "samples": 300},
+    "search_space": {"preset": "perm-cnn-1d", "stages": 1, "channels": [8, 16]},
+    "constraints": {"max_params": 20000},
+    "sampler": {"name": "nsga2", "seed": 0},
+    "pruner": {"name": "asha", "min_epochs": 1, "max_epochs": 2, "reduction_factor": 3},
+    "training": {"lr": {"low": 1.0e-3, "high": 1.0e-2, "log": True}, "batch_size": 64},
+    "budget": {"trials": 60},
+    "baseline": {"trials": 0},
+    "execution": {"backend": "local", "workers": 2},
+}
+SECONDS = {"ours": 15, "ours-ray": 40, "ray-tune": 40, "syne-tune": 40, "optuna-nsga2": 10, "optuna-random": 10}
+
+
+@pytest.mark.parametrize("contender", peers.CONTENDERS)
+def test_each_contender_trains_and_scores_on_a_tiny_problem(contender, workdir):
+    if contender == "syne-tune" and importlib.util.find_spec("syne_tune") is None:
+        pytest.skip(f"Syne Tune is not installed: {peers.PEERS_INSTALL}")
+    seconds = SECONDS[contender]
+    run = peers.run_contender(contender, TINY, seed=0, seconds=seconds)
+    result = peers.score(run, full=2, seconds=seconds, max_params=20000)
+    assert result["started"] >= 2 and result["full"] >= 1 and result["epochs"] >= 2
+    assert 0 < result["hv"] <= math.log10(20000)  # inside the reference box: accuracy <= 1, params >= 1
+    assert 1 <= result["concurrency"] <= 2
+    if contender == "ray-tune":  # what Tune reports counts stopped trials' last results too
+        assert result["hv_reported"] >= result["hv"] and 0 <= result["front_short"] <= 1
+
+
+def test_a_missing_peer_is_named_with_its_install_command():
+    assert peers.missing_package("optuna-random") is None
+    assert peers.missing_package("syne-tune") in (None, f"syne_tune is not installed: {peers.PEERS_INSTALL}")
+
+
+def test_scores_on_hand_made_records():
+    """Two full-budget trials (one dominated), one cut at the stop instant, one infeasible: honest front = 1."""
+    t0 = 1000.0
+    records = [
+        {"start": t0, "epochs": [(t0 + 5, 0.5, 4.0), (t0 + 10, 0.8, 9.0)], "params": 100, "infeasible": False,
+         "end": t0 + 10},
+        {"start": t0, "epochs": [(t0 + 6, 0.4, 5.0), (t0 + 12, 0.7, 11.0)], "params": 1000, "infeasible": False,
+         "end": t0 + 12},
+        {"start": t0 + 12, "epochs": [(t0 + 15, 0.9, 3.0), (t0 + 25, 0.95, 13.0)], "params": 10, "infeasible": False,
+         "end": t0 + 25},  # its second epoch ends after the stop (t0 + 20): not on the honest front
+        {"start": t0 + 13, "epochs": [], "params": 5, "infeasible": True, "end": t0 + 13},
+    ]
+    result = peers.score({"records": records, "started": t0, "reported": None}, full=2, seconds=20, max_params=10000)
+    assert result["full"] == 2 and result["started"] == 4 and result["epochs"] == 5
+    assert result["hv"] == pytest.approx(0.8 * 2.0)  # (0.8, 100 params) against (0, 10,000): 0.8 x log10(100)
+    assert result["overhead"] == pytest.approx(1 - (9 + 11 + 3) / 40)
+    assert result["concurrency"] == 2  # 1 and 2 overlap; 2 ends as 3 starts; 4 starts and ends inside 3
+    assert peers.time_to_target(result["curve"], 1.0, 20) == pytest.approx(0.5)  # reached at t0 + 10
