@@ -65,7 +65,11 @@ def test_the_dashboard_serves_metric_names_and_marks_infeasible_trials(workdir, 
         assert all(constraints[n] == [0.0] for n in feasible)
     finally:
         server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=30)
+        try:
+            output, _ = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()  # never leave a server behind, whatever failed
+            raise
     assert server.returncode == 0, output
     assert f"http://127.0.0.1:{port}/dashboard/studies/" in output and "stopped" in output
 
