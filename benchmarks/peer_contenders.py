@@ -81,6 +81,7 @@ def fit(problem_: Problem, trial: Any, key: str, log: str, report: Callable[[int
         log_event(log, key=key, event="infeasible", params=genome.params)
         return 0.0, float(genome.params)
     config = problem_.config.training.train_config(trial, problem_.epochs, threads=1)
+    log_event(log, key=key, event="genome", summary=genome.summary(), params=genome.params)
     last = [0.0]
 
     def on_epoch(epoch: EpochReport) -> bool:

@@ -1,7 +1,7 @@
 """Search quality against the tools a user would pick instead, side by side: same problem, same wall clock.
 
 Usage: ``python benchmarks/peers.py [--problem quickstart|permuted-fashion-small] [--minutes M] [--seeds ...]
-[--contenders ...] [--write-results]``
+[--contenders ...] [--keep RUNS.json] [--write-results]``
 
 Every contender searches the same preset's genomes, trains them with the same function (``evaluators.training.
 train``) on the same data and full budget, with 2 workers, for the same wall clock, one after another (contenders
@@ -104,7 +104,7 @@ def records_of_study(study) -> list[dict]:
         if start is None:
             continue
         epochs = [(start + e["elapsed_s"], e["val_accuracy"], e["elapsed_s"]) for e in record.curve]
-        out.append({"start": start, "epochs": epochs, "params": record.params,
+        out.append({"start": start, "epochs": epochs, "params": record.params, "summary": record.summary,
                     "infeasible": record.infeasible is not None or record.params is None,
                     "end": trial.datetime_complete.timestamp() if trial.datetime_complete else None})
     return out
@@ -116,7 +116,9 @@ def records_of_log(events: list[dict]) -> list[dict]:
     for e in events:
         trial = trials.setdefault(e["key"], {"start": e["t"], "epochs": [], "params": None, "infeasible": False,
                                              "end": None})
-        if e["event"] == "infeasible":
+        if e["event"] == "genome":
+            trial.update(summary=e["summary"], params=e["params"])
+        elif e["event"] == "infeasible":
             trial.update(infeasible=True, end=e["t"], params=e["params"])
         elif e["event"] == "epoch":
             trial["epochs"].append((e["t"], e["val_accuracy"], e["fit_s"]))
@@ -256,9 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=CONTENDERS)
+    parser.add_argument("--keep", type=Path, help="write every run's trial records to this JSON file")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args(argv)
     config = problem_config(args.problem)
+    kept: dict[str, list] = {}
     seconds = 60 * args.minutes
     full, max_params = config["pruner"]["max_epochs"], float(config["constraints"]["max_params"])
     skipped = {c: why for c in args.contenders if (why := missing_package(c))}
@@ -269,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for name in scores:
             run = run_contender(name, config, seed, seconds)
+            kept.setdefault(name, []).append({"seed": seed, **run})
+            if args.keep:
+                args.keep.write_text(json.dumps(kept))
             result = {**score(run, full, seconds, max_params), "budget_s": seconds, "seed": seed}
             scores[name].append(result)
             print(f"seed {seed} {name:14s} hv {result['hv']:.3f} started {result['started']} full {result['full']} "

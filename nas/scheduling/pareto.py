@@ -150,12 +150,17 @@ def pareto_rank(points: Mapping[Hashable, Point], limit: int | None = None) -> l
     for members in np.split(by_front, np.flatnonzero(np.diff(ranks[by_front])) + 1):
         if limit is not None and len(order) >= limit:
             break
-        text = [str(keys[i]) for i in members.tolist()]
-        text_rank = np.argsort(np.argsort(np.asarray(text, dtype=object), kind="stable"), kind="stable")
-        crowd = _crowding(values[members], text_rank)
-        within = np.lexsort((text_rank, -values[members, 0], -crowd))
-        order.extend(keys[i] for i in members[within].tolist())
+        order.extend(_rank_front(keys, values, members))
     return order
+
+
+def _rank_front(keys: list, values: np.ndarray, members: np.ndarray) -> list:
+    """The keys of one front's rows ``members``, by crowding distance (larger first), first objective, key text."""
+    text = [str(keys[i]) for i in members.tolist()]
+    text_rank = np.argsort(np.argsort(np.asarray(text, dtype=object), kind="stable"), kind="stable")
+    crowd = _crowding(values[members], text_rank)
+    within = np.lexsort((text_rank, -values[members, 0], -crowd))
+    return [keys[i] for i in members[within].tolist()]
 
 
 def rung_survivors(rung: Mapping[Hashable, Point], reduction_factor: int, floor: str = "none") -> set[Hashable]:
@@ -164,13 +169,21 @@ def rung_survivors(rung: Mapping[Hashable, Point], reduction_factor: int, floor:
     The extremes of the first front have infinite crowding distance, so once two or more trials go on, the
     smallest model at the rung (always non-dominated on size) goes on whatever its accuracy. With ``floor``
     'median', only trials whose accuracy at the rung (the first objective) is at least the rung's median are
-    ranked; as at least half the trials are, the number kept is unchanged.
+    ranked; as at least half the trials are, the number kept is unchanged. Whole fronts above the cut go on as
+    they are: only the front the cut falls in is ordered (the same set as :func:`pareto_rank`'s first ones).
     """
     keep = math.ceil(len(rung) / reduction_factor)
     if floor == "median" and rung:
         median = statistics.median(point[0] for point in rung.values())
         rung = {key: point for key, point in rung.items() if point[0] >= median}
-    return set(pareto_rank(rung, keep)[:keep])
+    if not rung or keep == 0:
+        return set()
+    keys = list(rung)
+    values = np.asarray([rung[k] for k in keys], dtype=float)
+    ranks = front_ranks(values)
+    cut = int(np.searchsorted(np.cumsum(np.bincount(ranks)), keep))  # the front where the count reaches keep
+    above = [keys[i] for i in np.flatnonzero(ranks < cut).tolist()]
+    return set(above) | set(_rank_front(keys, values, np.flatnonzero(ranks == cut))[:keep - len(above)])
 
 
 def pareto_set(points: Mapping[Hashable, Point]) -> list[Hashable]:
