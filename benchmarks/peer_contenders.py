@@ -309,6 +309,7 @@ def run_syne_tune(config_json: str, seed: int, seconds: float, log: str) -> None
                                      "union": {k: optuna.distributions.distribution_to_json(v)
                                                for k, v in union.items()}}))
         os.environ[PROBLEM_FILE] = str(setup)
+        os.environ["SYNETUNE_FOLDER"] = tmp  # its trial folders go here, not under ~/syne-tune
         tuner = Tuner(trial_backend=PythonBackend(tune_function=syne_trial, config_space=space), scheduler=scheduler,
                       stop_criterion=StoppingCriterion(max_wallclock_time=seconds), n_workers=WORKERS,
                       sleep_time=0.5, results_update_interval=30, save_tuner=False, print_update_interval=10_000,
