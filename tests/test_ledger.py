@@ -110,3 +110,16 @@ def test_rung_points_exclude_the_asking_trial_and_convert_each_finished_point_on
     assert book.rung_points(2, exclude=1, key="k", to_point=to_point) == {0: (0.1, -10.0)}
     assert book.rung_points(2, exclude=-1, key="k", to_point=to_point) == {0: (0.1, -10.0), 1: (0.2, -10.0)}
     assert sorted(calls) == [0.1, 0.2]  # the second call converted nothing again
+
+
+def test_a_deleted_study_takes_its_ledger_with_it(tmp_path):
+    import gc
+
+    from nas.study.ledger import _LEDGERS, ledger
+
+    study = optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path}/ledger.db"))
+    ledger(study)
+    before = len(_LEDGERS)
+    del study
+    gc.collect()
+    assert len(_LEDGERS) == before - 1

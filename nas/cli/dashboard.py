@@ -45,16 +45,18 @@ def _stop(*_) -> None:
 
 def dashboard_command(args: argparse.Namespace) -> int:
     from nas.study.plan import artifact_dir
-    from nas.study.storage import load_study, mask_url
+    from nas.study.storage import load_study, mask_url, sqlite_path
 
     module = optuna_dashboard()
     name, url, config = resolve_target(args.study, args.storage)
     study = load_study(name, url)  # a missing study is one line listing those there, before the server starts
+    weights = artifact_dir(config, url) if config is not None else \
+        (sqlite_path(url).parent / "artifacts" if sqlite_path(url) else None)
     store = None
-    if config is not None and artifact_dir(config, url).is_dir():
+    if weights is not None and weights.is_dir():
         from optuna.artifacts import FileSystemArtifactStore
 
-        store = FileSystemArtifactStore(str(artifact_dir(config, url)))
+        store = FileSystemArtifactStore(str(weights))
     console.print(f"optuna-dashboard on {mask_url(url)}: study {name!r} at "
                   f"http://{args.host}:{args.port}/dashboard/studies/{study._study_id} (Ctrl-C stops)")
     signal.signal(signal.SIGTERM, _stop)  # a service manager's (or a test's) stop

@@ -39,7 +39,7 @@ class Ledger:
     """Incremental indexes over one study's trials (see the module docstring)."""
 
     def __init__(self, study: optuna.Study):
-        self.study = study
+        self.study_ref = weakref.ref(study)  # not the study itself: the ledger registry must let it be collected
         self.directions = [d.name.lower() for d in study.directions]
         self.last_finished_id = -1
         self.unfinished: dict[int, tuple[FrozenTrial, TrialRecord]] = {}  # by storage trial id
@@ -54,17 +54,15 @@ class Ledger:
 
     def refresh(self) -> "Ledger":
         """Reads the trials created or finished since the last refresh; indexes the finished ones."""
-        changed = changed_trials(self.study, self.last_finished_id, set(self.unfinished))
-        arrived = []
+        changed = changed_trials(self.study_ref(), self.last_finished_id, set(self.unfinished))
+        arrived = [t for t in changed if t.state.is_finished()]
+        self._index(arrived)  # first: if it raised, the next refresh would read these trials again
+        for trial in arrived:
+            self.unfinished.pop(storage_trial_id(trial), None)
+            self.last_finished_id = max(self.last_finished_id, storage_trial_id(trial))
         for trial in changed:
-            trial_id = storage_trial_id(trial)
-            if trial.state.is_finished():
-                self.unfinished.pop(trial_id, None)
-                self.last_finished_id = max(self.last_finished_id, trial_id)
-                arrived.append(trial)
-            else:
-                self.unfinished[trial_id] = (trial, TrialRecord.of(trial))
-        self._index(arrived)
+            if not trial.state.is_finished():
+                self.unfinished[storage_trial_id(trial)] = (trial, TrialRecord.of(trial))
         return self
 
     def _index(self, trials: Iterable[FrozenTrial]) -> None:
