@@ -151,7 +151,7 @@ def run_ray_tune(config_json: str, seed: int, seconds: float, log: str) -> dict:
     searcher = OptunaSearch(space=GenomeSpace(config_json), metric=["val_accuracy", "params"], mode=["max", "min"], seed=seed)
     scheduler = ASHAScheduler(time_attr="epoch", metric="val_accuracy", mode="max", max_t=prob.epochs,
                               grace_period=pruner.min_epochs, reduction_factor=pruner.reduction_factor)
-    ray.init(num_cpus=WORKERS, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=WORKERS, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -128,7 +128,9 @@ def connect(address: str | None) -> bool:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"--ray-address: cannot join the Ray cluster at {address!r}: {first[:200]}") from None
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
+        # "local": a runtime of our own even when another process on this machine runs one (ray.init() would
+        # join that, and refuse num_cpus)
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
     return True
 
 
