@@ -66,14 +66,19 @@ def kill_driver_mid_study(study_file: str, url: str, cwd, env: dict) -> None:
                               start_new_session=True)
     try:
         deadline = time.time() + 150
+        study = None  # opened once it exists: each look then reads only what changed (the window is short)
         while True:
             assert driver.poll() is None, f"the driver ended before it was killed: {driver.stderr.read()[-2000:]}"
             assert time.time() < deadline, "no trial completed within 150 s"
-            trials = started_trials(url)
+            if study is None:
+                trials = started_trials(url)
+                study = optuna.load_study(study_name="r", storage=url) if trials else None
+            else:
+                trials = study.get_trials(deepcopy=False)
             if any(t.state == TrialState.COMPLETE for t in trials) and \
                     any(t.state == TrialState.RUNNING and "curve" in t.user_attrs for t in trials):
                 break
-            time.sleep(0.2)
+            time.sleep(0.05)
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
     finally:
