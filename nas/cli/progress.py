@@ -5,7 +5,7 @@ import optuna
 from rich.console import Console
 
 from nas.study.ledger import ledger
-from nas.study.summary import hypervolume, params_reference, pareto_trials
+from nas.study.summary import hypervolume, params_reference
 
 
 class ProgressBar:
@@ -28,9 +28,10 @@ class ProgressBar:
             self.progress.start()
 
     def poll(self) -> None:
-        counts = ledger(self.study).state_counts()
+        book = ledger(self.study)  # one read of what changed serves the counts and the front
+        counts = book.state_counts()
         done = counts["complete"] + counts["pruned"] + counts["failed"] + counts["infeasible"]
-        front = pareto_trials(self.study)
+        front = list(book.front)
         hv = hypervolume(front, self.params_reference)
         stats = (f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed, "
                  f"{counts['infeasible']} infeasible | Pareto {len(front)} | HV {hv:.3f}")
