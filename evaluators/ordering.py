@@ -10,8 +10,10 @@ Features that were neighbours are correlated across samples, so the training spl
 - ``chain``: a short open path through the features on the distance 1 - |correlation|: greedy nearest neighbour
   from the best of several starts, then 2-opt.
 - ``grid``: for an H x W map, a 2D spectral embedding (the 2nd and 3rd eigenvectors) assigned to grid cells by
-  ``scipy.optimize.linear_sum_assignment`` on rank-normalized coordinates; ``order`` lists the features cell by
-  cell, row-major.
+  ``scipy.optimize.linear_sum_assignment`` on rank-normalized coordinates, then refined by simulated annealing of
+  cell swaps that raise the similarity of grid neighbours; ``order`` lists the features cell by cell, row-major.
+  On permuted Fashion-MNIST the refinement lifts the share of true neighbours side by side from 37% to about 57%
+  (benchmarks/reorder_targets.py).
 
 Only the training split is read. A constant feature correlates with nothing (it lands wherever the graph leaves
 room); fewer samples than features still give an order (a noisier one); NaN or infinite values are an error.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,10 @@ NEIGHBOURS = 2          # k of the k-nearest-neighbour graph (the probe above: 2
 CONNECT = 1e-6          # weight of the dense graph added to the kNN graph, so it is connected
 CHAIN_STARTS = 64       # greedy chains tried from this many candidate ends (all features when fewer)
 TWO_OPT_PASSES = 20
+GRID_MOVES_PER_CELL = 1200  # annealing swaps tried per grid cell (about 3 s for 28 x 28 on one core)
+GRID_TEMPERATURE = (0.1, 0.1 / 300)  # start and end temperature, in units of neighbour similarity squared
+GRID_RADIUS = 3         # a local swap partner lies at most this many cells away in each direction
+ALGORITHM_VERSION = 2   # part of the cache key: raise it when a method's result changes (2: grid refined)
 
 
 def feature_similarity(x: np.ndarray) -> np.ndarray:
@@ -141,14 +148,15 @@ def chain_order(x: np.ndarray) -> np.ndarray:
 
 
 def grid_order(x: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Features placed on an ``height`` x ``width`` grid from a 2D spectral embedding; row-major cell order."""
+    """Features placed on an ``height`` x ``width`` grid from a 2D spectral embedding, then refined; row-major."""
     from scipy.optimize import linear_sum_assignment
 
     size = int(np.prod(np.shape(x)[1:]))
     if height * width != size:
         raise DatasetError(f"reorder: a {height} x {width} grid holds {height * width} cells, the input has "
                            f"{size} features")
-    embedding = spectral_embedding(knn_graph(feature_similarity(x), 4), 2)
+    similarity = feature_similarity(x)
+    embedding = spectral_embedding(knn_graph(similarity, 4), 2)
     ranks = np.argsort(np.argsort(embedding, axis=0, kind="stable"), axis=0) / max(size - 1, 1)  # each axis to [0, 1]
     rows, cols = np.divmod(np.arange(size), width)
     cells = np.stack([rows / max(height - 1, 1), cols / max(width - 1, 1)], axis=1)
@@ -156,7 +164,52 @@ def grid_order(x: np.ndarray, height: int, width: int) -> np.ndarray:
     features, assigned = linear_sum_assignment(cost)
     order = np.empty(size, dtype=np.int64)
     order[assigned] = features
-    return order
+    return refine_grid(order, np.square(similarity), height, width)
+
+
+def grid_score(order: np.ndarray, weights: np.ndarray, height: int, width: int) -> float:
+    """Sum of ``weights`` between the features that ``order`` puts in horizontally or vertically adjacent cells."""
+    grid = np.asarray(order).reshape(height, width)
+    return float(weights[grid[:, 1:], grid[:, :-1]].sum() + weights[grid[1:], grid[:-1]].sum())
+
+
+def refine_grid(order: np.ndarray, weights: np.ndarray, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Simulated annealing of swaps between two cells, raising ``grid_score``: the spectral placement keeps the
+    coarse layout but tears pixel-level neighbourhoods, which local swaps mend. A swap partner is a nearby cell or
+    a cell next to one of the feature's most similar features. Deterministic for a given ``seed``."""
+    size = height * width
+    if size < 4:
+        return np.asarray(order)
+    rng = random.Random(seed)
+    placed = [int(f) for f in order]                 # feature in each cell
+    cell_of = [0] * size
+    for cell, feature in enumerate(placed):
+        cell_of[feature] = cell
+    rows, cols = np.divmod(np.arange(size), width)
+    beside = [[int(r * width + c) for r, c in ((i // width + dr, i % width + dc)
+                                                for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)))
+               if 0 <= r < height and 0 <= c < width] for i in range(size)]
+    nearby = [np.flatnonzero((np.abs(rows - rows[i]) <= GRID_RADIUS) & (np.abs(cols - cols[i]) <= GRID_RADIUS)
+                             & (np.arange(size) != i)).tolist() for i in range(size)]
+    friends = np.argsort(-weights, axis=1, kind="stable")[:, :4].tolist()
+    table = weights.tolist()
+    moves = GRID_MOVES_PER_CELL * size
+    start, end = GRID_TEMPERATURE
+    cooling, temperature = (end / start) ** (1.0 / moves), start
+    for _ in range(moves):
+        temperature *= cooling
+        a = rng.randrange(size)
+        fa = placed[a]
+        b = rng.choice(nearby[a]) if rng.random() < 0.5 else rng.choice(beside[cell_of[rng.choice(friends[fa])]])
+        if b == a:
+            continue
+        fb = placed[b]
+        row_a, row_b = table[fa], table[fb]
+        gain = sum(row_b[placed[n]] - row_a[placed[n]] for n in beside[a] if n != b) + \
+            sum(row_a[placed[n]] - row_b[placed[n]] for n in beside[b] if n != a)
+        if gain > 0 or rng.random() < math.exp(gain / temperature):
+            placed[a], placed[b], cell_of[fa], cell_of[fb] = fb, fa, b, a
+    return np.asarray(placed, dtype=np.int64)
 
 
 def recover_order(x_train: np.ndarray, method: str, grid: tuple[int, int] | None = None) -> np.ndarray:
@@ -175,7 +228,7 @@ def cached_order(x_train: np.ndarray, method: str, cache_dir: str | Path,
     """``recover_order``, cached as ``.npy`` under ``cache_dir`` per fingerprint of the data, method and grid."""
     x_train = np.ascontiguousarray(x_train, dtype=np.float32)
     digest = hashlib.sha1(x_train.tobytes())
-    digest.update(f"{x_train.shape}/{method}/{grid}".encode())
+    digest.update(f"{x_train.shape}/{method}/{grid}/v{ALGORITHM_VERSION}".encode())
     path = Path(cache_dir) / "orders" / f"{method}-{digest.hexdigest()[:16]}.npy"
     if path.is_file():
         return np.load(path)

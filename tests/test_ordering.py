@@ -7,7 +7,8 @@ import pytest
 
 from evaluators.datasets import load_dataset
 from evaluators.errors import DatasetError
-from evaluators.ordering import adjacent_neighbours, cached_order, grid_order, recover_order
+from evaluators.ordering import (adjacent_neighbours, cached_order, feature_similarity, grid_order, grid_score,
+                                 recover_order, refine_grid)
 
 
 def smooth_chain(samples: int, features: int, seed: int = 0) -> np.ndarray:
@@ -38,6 +39,35 @@ def test_a_shuffled_image_comes_back_on_its_grid_up_to_the_grids_symmetries():
     across = np.abs(np.diff(rows, axis=1)) + np.abs(np.diff(cols, axis=1))
     down = np.abs(np.diff(rows, axis=0)) + np.abs(np.diff(cols, axis=0))
     assert (across == 1).all() and (down == 1).all()  # every cell's grid neighbours were its true neighbours
+
+
+def grid_neighbour_share(true_cells: np.ndarray, side: int) -> float:
+    """Share of grid-adjacent cell pairs holding features whose true cells (``true_cells``, row-major) are adjacent."""
+    rows, cols = (v.reshape(side, side) for v in np.divmod(true_cells, side))
+    across = np.abs(np.diff(rows, axis=1)) + np.abs(np.diff(cols, axis=1))
+    down = np.abs(np.diff(rows, axis=0)) + np.abs(np.diff(cols, axis=0))
+    return float(((across == 1).sum() + (down == 1).sum()) / (across.size + down.size))
+
+
+def test_refining_a_torn_grid_mends_it():
+    """A true layout torn by 60 swaps of features between nearby cells: the annealing puts every neighbour back."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(3)
+    side = 14
+    images = gaussian_filter(rng.normal(size=(1000, side + 8, side + 8)), sigma=(0, 1.5, 1.5))[:, 4:-4, 4:-4]
+    weights = np.square(feature_similarity(images.reshape(1000, -1)))
+    torn = np.arange(side * side)
+    for _ in range(60):
+        a = rng.integers(side * side)
+        b = min(side * side - 1, a + int(rng.choice([1, 2, side, side + 1, 2 * side])))
+        torn[[a, b]] = torn[[b, a]]
+    assert grid_neighbour_share(torn, side) < 0.7
+    mended = refine_grid(torn, weights, side, side)
+    assert sorted(mended.tolist()) == list(range(side * side))
+    assert grid_score(mended, weights, side, side) > grid_score(torn, weights, side, side)
+    assert grid_neighbour_share(mended, side) == 1.0
+    assert np.array_equal(refine_grid(torn, weights, side, side), mended)  # deterministic
 
 
 def test_shuffled_mnist1d_neighbours_are_recovered():
