@@ -8,7 +8,7 @@ train``) on the same data and full budget, with 2 workers, for the same wall clo
 interleaved per seed so a drifting machine load hits them alike). Contenders (``peer_contenders.py``):
 
 - ``ours``: ``nas run``'s default (NSGA-II + Pareto-aware ASHA, warm starts, dedup), local backend; ``ours-ray``:
-  the same on the Ray backend;
+  the same on the Ray backend; ``ours-cold``: the default without its warm starts (the peers start cold);
 - ``ray-tune``: Ray Tune as its docs set it up, OptunaSearch on both metrics and ASHAScheduler on accuracy;
 - ``syne-tune``: Syne Tune's MOASHA with its random searcher (extra ``peers``: ``pip install -e '.[peers]'``);
 - ``optuna-nsga2``, ``optuna-random``: plain ``study.optimize(n_jobs=2)``, no pruning.
@@ -42,7 +42,7 @@ from _results import write_section  # noqa: E402
 from nas.scheduling.pareto import hypervolume_2d  # noqa: E402
 
 PEERS_INSTALL = "pip install -e '.[peers]'"
-CONTENDERS = ["ours", "ours-ray", "ray-tune", "syne-tune", "optuna-nsga2", "optuna-random"]
+CONTENDERS = ["ours", "ours-cold", "ours-ray", "ray-tune", "syne-tune", "optuna-nsga2", "optuna-random"]
 NEEDS = {"ours-ray": "ray", "ray-tune": "ray", "syne-tune": "syne_tune"}
 
 
@@ -132,8 +132,9 @@ def run_contender(name: str, config: dict, seed: int, seconds: float) -> dict:
 
     with tempfile.TemporaryDirectory(prefix=f"peers-{name}-") as tmp:
         folder = Path(tmp)
-        if name in ("ours", "ours-ray"):
-            records, started = run_ours(config, seed, seconds, folder, "ray" if name == "ours-ray" else "local")
+        if name in ("ours", "ours-cold", "ours-ray"):
+            records, started = run_ours({**config, "warm_start": []} if name == "ours-cold" else config, seed, seconds,
+                                        folder, "ray" if name == "ours-ray" else "local")
             return {"records": records, "started": started, "reported": None}
         log = str(folder / "events.jsonl")
         config_json = json.dumps(config)
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed} {name:14s} hv {result['hv']:.3f} started {result['started']} full {result['full']} "
                   f"epochs {result['epochs']} outside training {result['overhead']:.0%}", file=sys.stderr, flush=True)
     command = "python benchmarks/peers.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    text = "\n".join([f"## Peers ({args.problem})", "", f"Command: `{command}`", "",
+    text = "\n".join([f"## Peers ({args.problem}, {args.minutes:g} minutes)", "", f"Command: `{command}`", "",
                       f"{datetime.date.today()}, {os.cpu_count()} CPUs, load average before {load_before:.1f}, after "
                       f"{os.getloadavg()[0]:.1f}. {args.minutes:g} minutes of wall clock per run, 2 workers, "
                       f"seeds {' '.join(map(str, args.seeds))}." +
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.write_results:
         write_section(text)
-        plot(scores, seconds, ROOT / "benchmarks" / f"peers-{args.problem}.html")
+        plot(scores, seconds, ROOT / "benchmarks" / f"peers-{args.problem}-{args.minutes:g}min.html")
     return 0
 
 

@@ -26,7 +26,7 @@ TINY = {
     "baseline": {"trials": 0},
     "execution": {"backend": "local", "workers": 2},
 }
-SECONDS = {"ours": 15, "ours-ray": 40, "ray-tune": 40, "syne-tune": 40, "optuna-nsga2": 10, "optuna-random": 10}
+SECONDS = {"ours": 15, "ours-cold": 15, "ours-ray": 40, "ray-tune": 40, "syne-tune": 40, "optuna-nsga2": 10, "optuna-random": 10}
 
 
 @pytest.mark.parametrize("contender", peers.CONTENDERS)
