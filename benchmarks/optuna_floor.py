@@ -5,8 +5,9 @@ Usage: ``python benchmarks/optuna_floor.py [--sizes 100 1000] [--write-results]`
 Three studies grow side by side in one run, on SQLite, one worker, nothing trained:
 
 - ``optuna``: a plain Optuna study (``study.optimize``) on the scale benchmark's problem, NSGA-II with our
-  population, the genome drawn define-by-run from our preset (the same ``suggest_*`` calls as ``nas run``), one
-  ``trial.report`` per epoch of the 18-epoch budget and the simulated accuracy and size told at the end;
+  population, the genome drawn define-by-run from our preset (the same ``suggest_*`` calls as ``nas run``), the
+  curve so far written as a user attribute after each of the 18 epochs (a multi-objective trial cannot
+  ``report``), and the simulated accuracy and size told at the end;
 - ``optuna, final values only``: the same without the per-epoch writes;
 - ``nas run --simulate``: ours, as ``benchmarks/scale.py`` measures it (start-up subtracted).
 
