@@ -107,7 +107,8 @@ def run_optuna(config_json: str, sampler_name: str, seed: int, seconds: float, l
     prob = problem(config_json)
 
     if sampler_name == "nsga2":
-        sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=default_population(60))
+        population = default_population(prob.config.budget.trials)
+        sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
     else:
         sampler = optuna.samplers.RandomSampler(seed=seed)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)

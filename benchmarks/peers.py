@@ -76,8 +76,13 @@ def run_ours(config: dict, seed: int, seconds: float, folder: Path, backend_name
     from nas.study.plan import RunPlan
     from nas.study.run import QuietReporter, run_plan
 
+    from nas.search.samplers import default_population
+
     url = f"sqlite:///{folder}/ours.db"
-    study_config = parse_config({**config, "name": "peers", "storage": url, "sampler": {"name": "nsga2", "seed": seed},
+    # the population the problem's own trial budget gives (as plain NSGA-II gets): the 100,000-trial budget that
+    # lets the clock stop the run would otherwise raise it to 50, about one generation in 5 minutes here
+    sampler = {"name": "nsga2", "seed": seed, "population_size": default_population(config["budget"]["trials"])}
+    study_config = parse_config({**config, "name": "peers", "storage": url, "sampler": sampler,
                                  "budget": {"trials": 100_000, "minutes": seconds / 60},
                                  "execution": {**config["execution"], "backend": backend_name, "workers": 2}})
     if backend_name == "ray":
@@ -260,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=CONTENDERS)
     parser.add_argument("--keep", type=Path, help="write every run's trial records to this JSON file")
+    parser.add_argument("--merge", type=Path, help="reuse the runs a --keep file holds (contender, seed) instead of "
+                                                   "running them again")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args(argv)
     config = problem_config(args.problem)
@@ -271,10 +278,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {name}: {why}", file=sys.stderr)
     scores: dict[str, list[dict]] = {c: [] for c in args.contenders if c not in skipped}
     load_before = os.getloadavg()[0]
+    merged = json.loads(args.merge.read_text()) if args.merge else {}
     for seed in args.seeds:
         for name in scores:
-            run = run_contender(name, config, seed, seconds)
-            kept.setdefault(name, []).append({"seed": seed, **run})
+            run = next((r for r in merged.get(name, []) if r["seed"] == seed), None)
+            run = run or {"seed": seed, **run_contender(name, config, seed, seconds)}
+            kept.setdefault(name, []).append(run)
             if args.keep:
                 args.keep.write_text(json.dumps(kept))
             result = {**score(run, full, seconds, max_params), "budget_s": seconds, "seed": seed}
