@@ -15,6 +15,7 @@ its direction with the shipped study's, on validation only:
 from __future__ import annotations
 
 import argparse
+import random
 import secrets
 import shlex
 import subprocess
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from _results import write_section  # noqa: E402
 from nas.study.storage import load_with_baseline  # noqa: E402
 from nas.study.summary import params_reference  # noqa: E402
-from reports.findings import Scored, findings_data, front, scored  # noqa: E402
+from reports.findings import Scored, choice_rows, front, ratios_at_matched_accuracy, scored  # noqa: E402
 
 SHIPPED = ROOT / "studies" / "permuted-fashion.yaml"
 FINDINGS = ROOT / "FINDINGS.md"
@@ -53,7 +54,6 @@ class Direction:
 
 def draw(number: int) -> dict:
     """The four hidden keys from one number: reproducible when the number is given, unknown before it is drawn."""
-    import random
     rng = random.Random(number)
     return {"seed": rng.randrange(1, 10**6), "permute_seed": rng.randrange(1, 10**7),
             "train_samples": rng.randrange(10_000, 20_001, 1_000), "sampler_seed": rng.randrange(1, 10**6)}
@@ -84,14 +84,12 @@ def direction(name: str, url: str) -> Direction:
     if not searched or not dense:
         raise SystemExit(f"study {name!r}: {len(searched)} searched and {len(dense)} dense trials trained at full "
                          f"budget; both are needed")
-    found = findings_data(study.get_trials(deepcopy=False), baseline.get_trials(deepcopy=False),
-                          params_reference(study))
     top = max(dense, key=lambda p: (p.val_accuracy, -p.params))
-    choices = {r.choice: r.hv_with > r.hv_without for r in found.choices
+    choices = {r.choice: r.hv_with > r.hv_without for r in choice_rows(searched, params_reference(study))
                if r.with_trials >= 2 and r.without_trials >= 2}
     return Direction((top.params, top.val_accuracy), within(searched, top.val_accuracy - 0.02),
                      within(searched, top.val_accuracy - 0.01), len(front(dense)),
-                     sum(1 for r in found.ratios if r[3] > 1), choices, len(searched))
+                     sum(1 for r in ratios_at_matched_accuracy(searched, dense) if r[3] > 1), choices, len(searched))
 
 
 def ratio_cell(best_dense: tuple[int, float], point: tuple[int, float] | None) -> str:

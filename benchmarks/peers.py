@@ -72,11 +72,10 @@ def missing_package(contender: str) -> str | None:
 def run_ours(config: dict, seed: int, seconds: float, folder: Path, backend_name: str) -> tuple[list[dict], float]:
     """``nas run``'s default for ``seconds``: its trials as records (:func:`records_of_study`) and its clock start."""
     from nas.execution.local import LocalBackend
+    from nas.search.samplers import default_population
     from nas.study.config import parse_config
     from nas.study.plan import RunPlan
     from nas.study.run import QuietReporter, run_plan
-
-    from nas.search.samplers import default_population
 
     url = f"sqlite:///{folder}/ours.db"
     # the population the problem's own trial budget gives (as plain NSGA-II gets): the 100,000-trial budget that
