@@ -107,9 +107,11 @@ def records_of_study(study) -> list[dict]:
         start = trial.datetime_start.timestamp() if trial.datetime_start else None
         if start is None:
             continue
-        epochs = [(start + e["elapsed_s"], e["val_accuracy"], e["elapsed_s"]) for e in record.curve]
+        copy = record.duplicate_of is not None  # it trained nothing: the curve it carries is its twin's
+        epochs = [] if copy else [(e.get("ended_at") or start + e["elapsed_s"], e["val_accuracy"], e["elapsed_s"])
+                                  for e in record.curve]  # when each epoch really ended (start is the reservation)
         out.append({"start": start, "epochs": epochs, "params": record.params, "summary": record.summary,
-                    "infeasible": record.infeasible is not None or record.params is None,
+                    "infeasible": record.infeasible is not None or record.params is None, "copy": copy,
                     "end": trial.datetime_complete.timestamp() if trial.datetime_complete else None})
     return out
 
@@ -180,7 +182,10 @@ def score(run: dict, full: int, seconds: float, max_params: float) -> dict:
              for t in sorted(tt for tt, _, _ in points)]
     started = [r for r in records if r["start"] <= stop]
     fit_s = sum(max((e[2] for e in r["epochs"] if e[0] <= stop), default=0.0) for r in started)
-    spans = [(r["start"], min(stop, max([e[0] for e in r["epochs"]] + [r["end"] or stop]))) for r in started]
+    # trials training at once (from the first epoch's end less its fit time); a copy waiting for its running twin
+    # trains nothing and holds no Ray slot
+    spans = [(r["epochs"][0][0] - r["epochs"][0][2] if r["epochs"] else r["start"],
+              min(stop, max([e[0] for e in r["epochs"]] + [r["end"] or stop]))) for r in started if not r.get("copy")]
     out = {"hv": hv([(a, p) for _, a, p in points], max_params), "curve": curve, "started": len(started),
            "full": len(points), "epochs": sum(sum(e[0] <= stop for e in r["epochs"]) for r in started),
            "overhead": 1 - fit_s / (2 * seconds), "concurrency": max_running(spans)}

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from importlib import metadata
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from evaluators import readers
+from evaluators.cache_files import write_atomically
 from evaluators.errors import DatasetError
 from evaluators.specs import DATASET_NAMES, DataSpec, parse_dataset_spec
 
@@ -205,15 +205,8 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(path: Path, data: dict[str, np.ndarray]) -> None:
-    """Write the arrays atomically (temp file, then rename) so concurrent runs never read half a file."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem, suffix=".tmp", delete=False) as handle:
-            np.savez(handle, **data)
-        os.replace(handle.name, path)
-    except OSError as err:
-        raise DatasetError(f"cache_dir {path.parent}: cannot write {path.name} ({err.strerror or err}); "
-                           f"expected a writable folder (set NAS_CACHE_DIR)") from err
+    """Write the arrays atomically so concurrent runs never read half a file."""
+    write_atomically(path, lambda handle: np.savez(handle, **data))
 
 
 def _digits(spec: DataSpec, cache_dir: str | Path | None) -> _Source:

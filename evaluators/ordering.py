@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluators.cache_files import write_atomically
 from evaluators.errors import DatasetError
 
 METHODS = ("spectral", "chain", "grid")
@@ -231,10 +232,12 @@ def cached_order(x_train: np.ndarray, method: str, cache_dir: str | Path,
     digest.update(f"{x_train.shape}/{method}/{grid}/v{ALGORITHM_VERSION}".encode())
     path = Path(cache_dir) / "orders" / f"{method}-{digest.hexdigest()[:16]}.npy"
     if path.is_file():
-        return np.load(path)
+        try:
+            return np.load(path)
+        except (OSError, ValueError, EOFError):
+            pass  # unreadable (a crash mid-write before writes were atomic): computed again and replaced
     order = recover_order(x_train, method, grid)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, order)
+    write_atomically(path, lambda handle: np.save(handle, order))
     return order
 
 

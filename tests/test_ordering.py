@@ -89,6 +89,17 @@ def test_only_the_training_split_is_read(tmp_path):
     assert len(list((tmp_path / "orders").iterdir())) == 1
 
 
+def test_a_half_written_cache_file_is_computed_again_and_replaced(tmp_path):
+    """What a reader saw in CI when another process was still writing the file (before writes were atomic)."""
+    x = load_dataset("mnist1d:permute").x_train.numpy()
+    first = cached_order(x, "chain", tmp_path)
+    [path] = (tmp_path / "orders").iterdir()
+    path.write_bytes(path.read_bytes()[:20])
+    assert np.array_equal(cached_order(x, "chain", tmp_path), first)
+    assert np.array_equal(np.load(path), first)
+    assert [p.name for p in (tmp_path / "orders").iterdir()] == [path.name]  # no temp file left beside it
+
+
 def test_bad_input_is_one_line_or_a_documented_fallback():
     x = smooth_chain(50, 20)
     x[:, 5] = 1.0  # a constant feature: placed somewhere, no crash

@@ -51,7 +51,7 @@ def test_a_missing_peer_is_named_with_its_install_command():
 
 
 def test_scores_on_hand_made_records():
-    """Two full-budget trials (one dominated), one cut at the stop instant, one infeasible: honest front = 1."""
+    """Two full-budget trials (one dominated), one cut at the stop instant, one infeasible, one copy of a twin: honest front = 1."""
     t0 = 1000.0
     records = [
         {"start": t0, "epochs": [(t0 + 5, 0.5, 4.0), (t0 + 10, 0.8, 9.0)], "params": 100, "infeasible": False,
@@ -61,10 +61,11 @@ def test_scores_on_hand_made_records():
         {"start": t0 + 12, "epochs": [(t0 + 15, 0.9, 3.0), (t0 + 25, 0.95, 13.0)], "params": 10, "infeasible": False,
          "end": t0 + 25},  # its second epoch ends after the stop (t0 + 20): not on the honest front
         {"start": t0 + 13, "epochs": [], "params": 5, "infeasible": True, "end": t0 + 13},
-    ]
+        {"start": t0 + 1, "epochs": [], "params": 100, "infeasible": False, "end": t0 + 11, "copy": True},
+    ]  # the last one waited for a running twin (1) and copied its result: it trained nothing
     result = peers.score({"records": records, "started": t0, "reported": None}, full=2, seconds=20, max_params=10000)
-    assert result["full"] == 2 and result["started"] == 4 and result["epochs"] == 5
+    assert result["full"] == 2 and result["started"] == 5 and result["epochs"] == 5
     assert result["hv"] == pytest.approx(0.8 * 2.0)  # (0.8, 100 params) against (0, 10,000): 0.8 x log10(100)
     assert result["overhead"] == pytest.approx(1 - (9 + 11 + 3) / 40)
-    assert result["concurrency"] == 2  # 1 and 2 overlap; 2 ends as 3 starts; 4 starts and ends inside 3
+    assert result["concurrency"] == 2  # 1 and 2 overlap; 2 ends as 3 starts; 4 starts and ends inside 3; 5 is a copy
     assert peers.time_to_target(result["curve"], 1.0, 20) == pytest.approx(0.5)  # reached at t0 + 10

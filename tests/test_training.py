@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -22,7 +23,7 @@ from evaluators.training import (
 from search_space import Genome, get_zoo
 from search_space.zoo import mlp
 
-REPORT_KEYS = {"epoch", "train_loss", "val_loss", "val_accuracy", "elapsed_s"}
+REPORT_KEYS = {"epoch", "train_loss", "val_loss", "val_accuracy", "elapsed_s", "ended_at"}
 RESULT_KEYS = {"val_accuracy", "val_loss", "test_accuracy", "test_loss", "params", "flops", "latency_ms",
                "train_time_s", "epochs", "curve", "stopped", "reason", "val_samples"}
 
@@ -51,8 +52,10 @@ def test_same_seed_gives_identical_results(data, genome):
 
 def test_callback_sees_every_epoch_and_can_stop(data, genome):
     reports: list[EpochReport] = []
+    before = time.time()
     result = train(genome, data, fast(epochs=5), callback=lambda r: reports.append(r) or r.epoch == 2)
     assert [r.epoch for r in reports] == [1, 2]
+    assert before < reports[0].ended_at < reports[1].ended_at <= time.time()  # wall clock, for time-to-result plots
     assert all(set(r.to_dict()) == REPORT_KEYS for r in reports)
     assert result.stopped == "callback" and result.epochs == 2 and "epoch 2" in result.reason
     assert result.curve == [r.to_dict() for r in reports]
