@@ -4,8 +4,12 @@ from __future__ import annotations
 import hashlib
 
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from nas.study.config import StudyConfig
+
+WARM_START_ATTR = "zoo"  # user attribute of a warm-start trial: a zoo genome, built without the preset's parameters
 
 
 def sampler_seed(seed: int, worker: int, stored: int) -> int:
@@ -29,7 +33,7 @@ def make_sampler(config: StudyConfig, worker: int = 0, stored: int = 0) -> optun
                                           n_startup_trials=max(4, min(10, config.budget.trials // 4)))
     if s.name == "nsga2":
         population = s.population_size or default_population(config.budget.trials)
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+        return BreedingNSGAIISampler(seed=seed, population_size=population)
     if s.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if s.name == "qmc":
@@ -40,3 +44,51 @@ def make_sampler(config: StudyConfig, worker: int = 0, stored: int = 0) -> optun
 def default_population(trials: int) -> int:
     """NSGA-II's population when the config sets none: a quarter of the trial budget, between 8 and 50."""
     return max(8, min(50, trials // 4))
+
+
+def bred(trial: FrozenTrial) -> bool:
+    """A trial whose genome the sampler drew from the preset's parameters (not a warm-start zoo genome)."""
+    return WARM_START_ATTR not in trial.user_attrs
+
+
+class BredSearchSpace:
+    """The distributions that every finished, bred COMPLETE trial shares. Incremental: trials before the first
+    unfinished one are read once (intersecting a finished trial again changes nothing)."""
+
+    def __init__(self) -> None:
+        self._space: dict[str, BaseDistribution] | None = None
+        self._settled = 0  # trials[:settled] are all finished and already intersected
+
+    def calculate(self, trials: list[FrozenTrial]) -> dict[str, BaseDistribution]:
+        space, settled = self._space, self._settled
+        for index in range(self._settled, len(trials)):
+            trial = trials[index]
+            if not trial.state.is_finished():
+                continue
+            if settled == index:
+                settled = index + 1
+            if trial.state != TrialState.COMPLETE or not bred(trial):
+                continue
+            space = dict(trial.distributions) if space is None else \
+                {name: d for name, d in space.items() if trial.distributions.get(name) == d}
+        self._space, self._settled = space, settled
+        return dict(sorted((space or {}).items()))
+
+
+class BreedingNSGAIISampler(optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II, breeding only from the trials it sampled. Stock NSGA-II breeds over the parameters that
+    *every* COMPLETE trial has; a warm-start trial (a zoo genome, none of the preset's parameters) empties that
+    set, and every later trial was drawn at random (measured on the quickstart: an empty search space, and
+    sampled genomes that did not shrink over 4 generations). Warm-start trials stay in the study and on its
+    fronts; they are neither parents nor counted in a generation."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._bred_space = BredSearchSpace()
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        space = self._bred_space.calculate(study.get_trials(deepcopy=False))
+        return {name: d for name, d in space.items() if not d.single()}  # single values: sampled independently
+
+    def get_population(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
+        return [t for t in super().get_population(study, generation) if bred(t)]
