@@ -71,3 +71,17 @@ def test_the_study_default_sampler_is_the_breeding_one():
 
     config = parse_config({"name": "s", "dataset": {"name": "mnist1d"}, "search_space": {"preset": "perm-cnn-1d"}})
     assert config.sampler.name == "nsga2" and isinstance(make_sampler(config), BreedingNSGAIISampler)
+
+
+def test_samplers_that_would_draw_at_random_refuse_warm_starts():
+    import pytest
+
+    from nas.errors import ConfigError
+    from nas.study.config import parse_config
+
+    base = {"name": "s", "dataset": {"name": "mnist1d"}, "warm_start": ["mnist1d-cnn"]}
+    for name in ("gp", "qmc"):
+        with pytest.raises(ConfigError, match=f"sampler.name: {name} cannot be used with warm_start"):
+            parse_config({**base, "sampler": {"name": name}})
+    for name in ("nsga2", "tpe", "random"):
+        assert parse_config({**base, "sampler": {"name": name}}).warm_start == ["mnist1d-cnn"]

@@ -37,7 +37,7 @@ class Constraints(Strict):
 class Sampler(Strict):
     name: Literal["tpe", "nsga2", "random", "qmc", "gp"] = "nsga2"
     seed: int = Field(0, ge=0, lt=SEED_LIMIT)
-    population_size: int | None = Field(None, ge=2)  # nsga2 only; default: Optuna's 50, capped at the trial budget
+    population_size: int | None = Field(None, ge=2)  # nsga2 only; default: a quarter of the trial budget, 8-50
 
 
 class Pruner(Strict):
@@ -187,6 +187,14 @@ class StudyConfig(Strict):
         if len({o.metric for o in value}) != len(value):
             raise ValueError("each metric may appear once")
         return value
+
+    @model_validator(mode="after")
+    def _sampler_learns_from_warm_starts(self) -> "StudyConfig":
+        if self.warm_start and self.sampler.name in ("gp", "qmc"):
+            raise ValueError(f"sampler.name: {self.sampler.name} cannot be used with warm_start: it models the "
+                             "parameters that every trial shares, and zoo genomes have none of the preset's, so it "
+                             "would draw at random; use nsga2 or tpe, or warm_start: []")
+        return self
 
     @property
     def max_epochs(self) -> int:
