@@ -74,7 +74,7 @@ class EpochReport:
     val_loss: float
     val_accuracy: float
     elapsed_s: float                # since the trial started
-    ended_at: float = 0.0           # wall clock (time.time()) when the epoch's validation ended
+    ended_at: float = 0.0           # wall clock (time.time()) when its validation ended; 0 when simulated
 
     def to_dict(self) -> dict:
         return {f.name: _json_number(getattr(self, f.name)) for f in fields(self)}
