@@ -80,7 +80,7 @@ class BreedingNSGAIISampler(optuna.samplers.NSGAIISampler):
     *every* COMPLETE trial has; a warm-start trial (a zoo genome, none of the preset's parameters) empties that
     set, and every later trial was drawn at random (measured on the quickstart: an empty search space, and
     sampled genomes that did not shrink over 4 generations). Warm-start trials stay in the study and on its
-    fronts; they are neither parents nor counted in a generation."""
+    fronts but are never parents (one may still fill a slot of the generation it ran in)."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
