@@ -51,7 +51,8 @@ def test_a_missing_peer_is_named_with_its_install_command():
 
 
 def test_scores_on_hand_made_records():
-    """Two full-budget trials (one dominated), one cut at the stop instant, one infeasible, one copy of a twin: honest front = 1."""
+    """Two full-budget trials (one dominated), one cut at the stop instant, one infeasible, one copy of a twin:
+    honest front = 1."""
     t0 = 1000.0
     records = [
         {"start": t0, "epochs": [(t0 + 5, 0.5, 4.0), (t0 + 10, 0.8, 9.0)], "params": 100, "infeasible": False,
