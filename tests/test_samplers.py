@@ -7,7 +7,8 @@ import statistics
 import optuna
 from optuna.search_space import IntersectionSearchSpace
 
-from nas.search.samplers import BredSearchSpace, BreedingNSGAIISampler
+from nas.search.samplers import BredSearchSpace, BreedingNSGAIISampler, generations
+from nas.study.summary import search_note
 
 POPULATION = 10
 
@@ -85,3 +86,21 @@ def test_samplers_that_would_draw_at_random_refuse_warm_starts():
             parse_config({**base, "sampler": {"name": name}})
     for name in ("nsga2", "tpe", "random"):
         assert parse_config({**base, "sampler": {"name": name}}).warm_start == ["mnist1d-cnn"]
+
+
+def two_objective_study(population: int, trials: int) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["minimize", "minimize"],
+                                sampler=BreedingNSGAIISampler(seed=0, population_size=population))
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), n_trials=trials)
+    return study
+
+
+def test_the_summary_counts_generations_and_says_when_nsga2_never_bred():
+    bred_study = two_objective_study(population=10, trials=30)
+    assert generations(bred_study.trials) == {0: 10, 1: 10, 2: 10}
+    assert search_note(generations(bred_study.trials)) == "NSGA-II bred generations 1-2 (20 of 30 trials)"
+    random_study = two_objective_study(population=50, trials=30)  # the image studies' case: 50 > trials completed
+    assert generations(random_study.trials) == {0: 30}
+    assert search_note(generations(random_study.trials)).startswith("NSGA-II never bred: all 30 trials")
+    assert search_note(generations(study_with_a_warm_start(optuna.samplers.RandomSampler(seed=0)).trials)) is None

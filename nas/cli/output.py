@@ -68,5 +68,7 @@ def print_summary(summary: dict) -> None:
         console.print(table)
     if summary["baseline"]:
         console.print(summary["headline"])
+    if summary.get("search_note"):
+        console.print(summary["search_note"])
     for failure in summary["failures"][:10]:
         console.print(f"[red]trial {failure['number']} failed[/red]: {failure['reason']}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Sequence
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -44,6 +45,17 @@ def make_sampler(config: StudyConfig, worker: int = 0, stored: int = 0) -> optun
 def default_population(trials: int) -> int:
     """NSGA-II's population when the config sets none: a quarter of the trial budget, between 8 and 50."""
     return max(8, min(50, trials // 4))
+
+
+def generations(trials: Sequence[FrozenTrial]) -> dict[int, int]:
+    """How many trials each NSGA-II generation holds (empty for other samplers). Generation 0 is drawn at random;
+    a study that never leaves it never bred (fewer COMPLETE trials than the population)."""
+    counts: dict[int, int] = {}
+    for trial in trials:
+        generation = next((v for k, v in trial.system_attrs.items() if k.endswith("NSGAIISampler:generation")), None)
+        if generation is not None:
+            counts[generation] = counts.get(generation, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def bred(trial: FrozenTrial) -> bool:

@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.scheduling.pareto import hypervolume_2d
+from nas.search.samplers import generations
 from nas.study.ledger import ledger, shown_count_key
 from nas.study.records import TrialRecord, read_study
 
@@ -117,6 +118,18 @@ def simulated(study: optuna.Study) -> bool:
 SIMULATED_PREFIX = "SIMULATED (synthetic learning curves, nothing was trained): "
 
 
+def search_note(counts: dict[int, int]) -> str | None:
+    """What NSGA-II did, in one line (None for other samplers): how many generations it bred, or a warning that it
+    never left generation 0, whose trials are random draws."""
+    if not counts:
+        return None
+    total = sum(counts.values())
+    if max(counts) == 0:
+        return (f"NSGA-II never bred: all {total} trials are generation 0 (random draws), as fewer trials completed "
+                "than its population; set sampler.population_size lower or give the study more time")
+    return f"NSGA-II bred generations 1-{max(counts)} ({total - counts.get(0, 0)} of {total} trials)"
+
+
 def headline(front: Sequence[Scored], baseline_front: Sequence[Scored], is_simulated: bool = False) -> Headline:
     """The one-line verdict ``nas status`` prints and the report shows (rows or points, the same rule); a simulated
     study's verdict says so first."""
@@ -176,6 +189,8 @@ def study_summary(study: optuna.Study, baseline: optuna.Study | None = None) -> 
         "hypervolume": hypervolume(front, reference),
         "baseline": [r.to_dict() for r in baseline_rows],
         "headline": headline(rows, baseline_rows, simulated(study)).text,
+        "generations": generations(trials),
+        "search_note": search_note(generations(trials)),
         "failures": [{"number": t.number, "reason": TrialRecord.of(t).reason or "unknown"}
                      for t in trials if t.state == TrialState.FAIL],
     }
