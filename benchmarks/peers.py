@@ -7,9 +7,9 @@ Every contender searches the same preset's genomes, trains them with the same fu
 train``) on the same data and full budget, with 2 workers, for the same wall clock, one after another (contenders
 interleaved per seed so a drifting machine load hits them alike). Contenders (``peer_contenders.py``):
 
-- ``ours``: ``nas run``'s default (NSGA-II + Pareto-aware ASHA, warm starts, dedup), local backend; ``ours-ray``:
-  the same on the Ray backend; ``ours-cold``: the default without its warm starts (the peers start cold);
-  ``ours-tpe``: the default with multi-objective TPE instead of NSGA-II (a sampler comparison, not a peer);
+- ``ours``: ``nas run``'s default (multi-objective TPE + Pareto-aware ASHA, warm starts, dedup), local backend;
+  ``ours-ray``: the same on the Ray backend; ``ours-cold``: the default without its warm starts (the peers start
+  cold); ``ours-nsga2``: the default with NSGA-II instead of TPE (the default until 2026-11-29);
 - ``ray-tune``: Ray Tune as its docs set it up, OptunaSearch on both metrics and ASHAScheduler on accuracy;
 - ``syne-tune``: Syne Tune's MOASHA with its random searcher (extra ``peers``: ``pip install -e '.[peers]'``);
 - ``optuna-nsga2``, ``optuna-random``: plain ``study.optimize(n_jobs=2)``, no pruning.
@@ -43,7 +43,7 @@ from _results import write_section  # noqa: E402
 from nas.scheduling.pareto import hypervolume_2d  # noqa: E402
 
 PEERS_INSTALL = "pip install -e '.[peers]'"
-CONTENDERS = ["ours", "ours-cold", "ours-ray", "ours-tpe", "ray-tune", "syne-tune", "optuna-nsga2", "optuna-random"]
+CONTENDERS = ["ours", "ours-cold", "ours-ray", "ours-nsga2", "ray-tune", "syne-tune", "optuna-nsga2", "optuna-random"]
 NEEDS = {"ours-ray": "ray", "ray-tune": "ray", "syne-tune": "syne_tune"}
 
 
@@ -71,8 +71,8 @@ def missing_package(contender: str) -> str | None:
 # -- running ------------------------------------------------------------------------------------------------------
 
 def run_ours(config: dict, seed: int, seconds: float, folder: Path, backend_name: str,
-             sampler_name: str = "nsga2") -> tuple[list[dict], float]:
-    """``nas run``'s default for ``seconds`` (or with ``sampler_name`` instead of NSGA-II): its trials as records
+             sampler_name: str = "tpe") -> tuple[list[dict], float]:
+    """``nas run`` with the problem's settings and ``sampler_name`` for ``seconds``: its trials as records
     (:func:`records_of_study`) and its clock start."""
     from nas.execution.local import LocalBackend
     from nas.search.samplers import default_population
@@ -145,7 +145,7 @@ def run_contender(name: str, config: dict, seed: int, seconds: float) -> dict:
         if name.startswith("ours"):
             records, started = run_ours({**config, "warm_start": []} if name == "ours-cold" else config, seed, seconds,
                                         folder, "ray" if name == "ours-ray" else "local",
-                                        "tpe" if name == "ours-tpe" else "nsga2")
+                                        "nsga2" if name == "ours-nsga2" else config["sampler"]["name"])
             return {"records": records, "started": started, "reported": None}
         log = str(folder / "events.jsonl")
         config_json = json.dumps(config)

@@ -16,7 +16,9 @@ from optuna.trial import FrozenTrial, TrialState
 from nas.study.final import FinalRow, stored_final
 from nas.study.records import TrialRecord, read_study
 from nas.study.storage import mask_url
-from nas.study.summary import Headline, headline, simulated, hypervolume, params_reference, pareto_trials, state_counts, trained
+from nas.search.samplers import generations
+from nas.study.summary import (Headline, headline, hypervolume, params_reference, pareto_trials, search_note,
+                               simulated, state_counts, trained)
 from reports.choices import Choices, choices_data
 from reports.findings import Findings, findings_data
 from reports.layout import RecoveredLayout, recovered_layouts
@@ -103,6 +105,7 @@ class ReportData:
     final: list[FinalRow] = field(default_factory=list)  # `nas findings --final`, when it ran
     layouts: list[RecoveredLayout] = field(default_factory=list)  # the reorder ops' orders, drawn
     layout_note: str | None = None  # why no layout is drawn although a trial reorders its input
+    search_note: str | None = None  # which generations NSGA-II bred (nas.study.summary.search_note)
     generated: str = ""
 
     @property
@@ -214,4 +217,5 @@ def report_data(study: optuna.Study, baseline: optuna.Study | None, target: str 
         findings=findings_data(trials, baseline_trials or [], params_reference(study)),
         infeasible_zoo=[r.zoo for r in map(TrialRecord.of, trials) if r.infeasible is not None and r.zoo],
         final=stored_final(study), layouts=layouts, layout_note=layout_note,
+        search_note=search_note(generations(trials)),
         generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"))

@@ -146,6 +146,7 @@ def render(data: ReportData) -> str:
         f"<h1>NAS report: {_e(data.study)}</h1>",
         (f"<div class='meta'>{_e(data.storage)} · {baseline} · trials: {_e(counts)} · generated "
          f"{_e(data.generated)}</div>{live}"),
+        f"<p class='note'>{_e(data.search_note)}</p>" if data.search_note else "",
         "<h2>1. Pareto front: accuracy against parameters</h2>",
         ("<p class='note'>Hover a point for its genome. Pruned trials are faint, at the accuracy they had reached; "
          "hollow circles are the Pareto set's test accuracy. Click legend entries to hide them.</p>"),

@@ -20,7 +20,7 @@ def test_shipped_studies_are_valid(path):
 
 def test_quickstart_matches_the_documented_default():
     config = load_config(Path(__file__).resolve().parents[1] / "studies" / "quickstart.yaml")
-    assert config.dataset["permute"] is True and config.sampler.name == "nsga2"
+    assert config.dataset["permute"] is True and config.sampler.name == "tpe"
     assert config.pruner.rungs() == [6] and config.storage_url() == "sqlite:///runs/quickstart/study.db"
 
 

@@ -22,6 +22,7 @@ STUDY = {
     "dataset": {"name": "synthetic", "shape": [32], "classes": 4, "samples": 300},
     "search_space": {"preset": "perm-cnn-1d", "stages": {"low": 1, "high": 2}, "channels": [8, 16]},
     "constraints": {"max_params": 8000},  # tight enough that some sampled genomes are infeasible
+    "sampler": {"name": "nsga2"},  # the page says which generations NSGA-II bred (here: none)
     "pruner": {"name": "asha", "min_epochs": 1, "max_epochs": 3, "reduction_factor": 3},
     "training": {"lr": 0.01, "batch_size": 64},
     "budget": {"trials": 7},
@@ -100,6 +101,8 @@ def test_report_data_matches_the_storage(study):
                        t.user_attrs and "duplicate_of" not in t.user_attrs]
     assert data.findings.trained_trials == len(trained_by_hand) > 0
     assert data.choices.axes[-1].name == "val accuracy"
+    # 7 trials, NSGA-II's population 8 (its floor): no generation filled, so the page says the search never bred
+    assert data.search_note.startswith(f"NSGA-II never bred: all {len(search.get_trials())} trials NSGA-II saw")
 
 
 def test_pareto_details_draw_every_node_and_name_the_export(study):
