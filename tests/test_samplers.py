@@ -1,5 +1,6 @@
-"""The default sampler breeds: a warm-start trial (a zoo genome, none of the preset's parameters) must not turn
-NSGA-II into random search, as it does to Optuna's stock NSGA-II (its search space is what *every* trial has)."""
+"""The samplers learn despite warm starts: a warm-start trial (a zoo genome, none of the preset's parameters) must not
+turn NSGA-II into random search, as it does to Optuna's stock NSGA-II (its search space is what *every* trial has),
+nor the default TPE; and a study says whether NSGA-II ever left its random generation 0."""
 from __future__ import annotations
 
 import statistics
