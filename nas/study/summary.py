@@ -182,6 +182,7 @@ def study_summary(study: optuna.Study, baseline: optuna.Study | None = None) -> 
     reference = params_reference(study)
     rows = [trial_row(t) for t in front]
     baseline_rows = [trial_row(t) for t in pareto_trials(baseline)] if baseline is not None else []
+    by_generation = generations(trials)
     data = {
         "study": study.study_name,
         "trials": state_counts(trials),
@@ -189,8 +190,8 @@ def study_summary(study: optuna.Study, baseline: optuna.Study | None = None) -> 
         "hypervolume": hypervolume(front, reference),
         "baseline": [r.to_dict() for r in baseline_rows],
         "headline": headline(rows, baseline_rows, simulated(study)).text,
-        "generations": generations(trials),
-        "search_note": search_note(generations(trials)),
+        "generations": by_generation,
+        "search_note": search_note(by_generation),
         "failures": [{"number": t.number, "reason": TrialRecord.of(t).reason or "unknown"}
                      for t in trials if t.state == TrialState.FAIL],
     }
