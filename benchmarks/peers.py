@@ -71,7 +71,7 @@ def missing_package(contender: str) -> str | None:
 # -- running ------------------------------------------------------------------------------------------------------
 
 def run_ours(config: dict, seed: int, seconds: float, folder: Path, backend_name: str,
-             sampler_name: str = "tpe") -> tuple[list[dict], float]:
+             sampler_name: str) -> tuple[list[dict], float]:
     """``nas run`` with the problem's settings and ``sampler_name`` for ``seconds``: its trials as records
     (:func:`records_of_study`) and its clock start."""
     from nas.execution.local import LocalBackend

@@ -5,8 +5,8 @@ Usage: ``python benchmarks/scale.py [--sizes 100 1000 10000] [--workers 1 8 32] 
 
 For each storage (SQLite beside the study; PostgreSQL when ``--postgres`` or ``NAS_TEST_POSTGRES_URL`` gives a
 server) and each worker count, one study on the quickstart problem (permuted MNIST-1D, the perm-cnn-1d preset,
-NSGA-II unless ``--sampler tpe``, Pareto-aware ASHA with rungs at 2 and 6 of 18 epochs) is grown through ``--sizes`` by resuming it with
-a larger budget. Per segment: the wall time per trial (training costs nothing, so this is the machinery:
+NSGA-II unless ``--sampler tpe``, Pareto-aware ASHA with rungs at 2 and 6 of 18 epochs) is grown through
+``--sizes`` by resuming it with a larger budget. Per segment: the wall time per trial (training costs nothing, so this is the machinery:
 sampling, constraints, dedup, rung decisions, storage writes, progress), and afterwards the latency of one rung
 decision (``rung_verdict``: read the rung's records from the storage, rank them) against the study at that size,
 and the storage queries per trial (SQL statements counted while ``--probe`` more trials run in this process).
