@@ -98,6 +98,8 @@ CASES = [
     Case("unknown warm start genome", study(warm_start=["nosuch-net"]), RUN, ("warm_start", "nosuch-net")),
     Case("a CNN as a dense baseline warm start", study(baseline={"trials": 2, "warm_start": ["lenet5"]}), RUN,
          ("baseline.warm_start", "lenet5", "not an MLP")),
+    Case("size limits no dense baseline fits", study(constraints={"max_params": 40}, baseline={"trials": 2}), RUN,
+         ("constraints", "no dense baseline fits", "32 -> 1 -> 4, has 41 params", "baseline.trials: 0")),
     Case("unknown dataset", study(dataset={"name": "imagenet"}), RUN, ("'name'", "imagenet")),
     Case("missing dataset path", study(dataset={"name": "cifar10"}), RUN, ("'path'", "cifar10")),
     Case("cifar folder with a truncated batch", cifar_with_truncated_batch, RUN, ("data_batch_3",)),

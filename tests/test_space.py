@@ -238,6 +238,22 @@ def test_a_dense_space_within_a_size_limit_offers_only_networks_that_fit():
     assert tight["depth"] == [1] and tight["width_by_depth"] == {1: [16]}  # 16 wide: 826 params; depth 2 cannot fit
 
 
+def test_a_dense_space_below_every_listed_width_offers_the_widest_layer_that_fits():
+    """A 6,168-param limit on 784 pixels: 784 -> 16 -> 10 has 12,730 params, so no listed width fits. The baseline
+    then offers one hidden layer of 7 units (784*7 + 7 + 7*10 + 10 = 5,575 params; 8 units: 6,370), 3 and 1,
+    instead of spending every trial on an infeasible network."""
+    space = dense_space_within(resolve_space({"preset": "dense"}), 784, 10, 6_168)
+    assert space["depth"] == [1] and space["width_by_depth"] == {1: [1, 3, 7]}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
+    sizes = {sample_mlp(study.ask(), (784,), 10, space).validate().params for _ in range(30)}
+    assert sizes == {784 + 1 + 10 + 10, 784 * 3 + 3 + 30 + 10, 5_575}
+
+
+def test_a_size_limit_no_mlp_fits_is_a_config_error_naming_the_way_out():
+    with pytest.raises(ConfigError, match=r"784 -> 1 -> 10, has 805 params.*baseline.trials: 0"):
+        dense_space_within(resolve_space({"preset": "dense"}), 784, 10, 800)
+
+
 def test_reorder_is_offered_with_orders_from_the_training_split_and_only_then(tmp_path):
     from evaluators.datasets import load_dataset
     from evaluators.ordering import data_orders

@@ -239,7 +239,9 @@ def dense_space_within(space: dict, features: int, classes: int, max_params: int
     """A dense space kept within the size limits: for each depth the widths whose network of that depth, every
     hidden layer that wide, fits (``width_by_depth``). An MLP's parameters and FLOPs grow with every width, so any
     mix of widths drawn for a depth fits too: no baseline trial is spent on an infeasible network. Depths where no
-    width fits are dropped (the smallest network stays when none fits at all: it is then recorded infeasible)."""
+    width fits are dropped. When no listed width fits at all (a limit of a few thousand parameters on images), one
+    hidden layer as wide as fits is offered, and half and a quarter of that width; when not even one unit fits,
+    a ConfigError names the limit."""
     if space["family"] != DENSE:
         return space
 
@@ -249,8 +251,23 @@ def dense_space_within(space: dict, features: int, classes: int, max_params: int
 
     depths = options(space["depth"])
     fits = {d: [w for w in options(space["width"]) if fits_limits(d, w)] for d in depths}
-    fits = {d: widths for d, widths in fits.items() if widths} or {depths[0]: options(space["width"])[:1]}
+    fits = {d: widths for d, widths in fits.items() if widths} or \
+        {1: narrow_widths(features, classes, fits_limits, min(options(space["width"])))}
     return {**space, "depth": list(fits), "width_by_depth": fits}
+
+
+def narrow_widths(features: int, classes: int, fits_limits: Callable[[int, int], bool], narrowest: int) -> list[int]:
+    """The widest one-hidden-layer MLP within the limits (narrower than ``narrowest``, the narrowest listed width,
+    which does not fit), and half and a quarter of its width."""
+    widest = 0
+    while widest + 1 < narrowest and fits_limits(1, widest + 1):
+        widest += 1
+    if widest == 0:
+        params, flops = mlp_costs(features, [1], classes)
+        raise ConfigError(f"constraints: no dense baseline fits the size limits (the smallest MLP, {features} -> 1 -> "
+                          f"{classes}, has {params:,} params and {flops:,} FLOPs); set baseline.trials: 0, or give "
+                          "the baseline its own baseline.max_params")
+    return sorted({max(1, widest // 4), max(1, widest // 2), widest})
 
 
 def options(spec: Any) -> list:

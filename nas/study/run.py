@@ -7,6 +7,7 @@ A backend (``nas.execution.local.LocalBackend``, ``nas.execution.ray.driver.RayB
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from typing import Callable, ContextManager, Protocol
 
@@ -93,6 +94,7 @@ def preflight(config: StudyConfig) -> None:
     from evaluators.datasets import default_cache_dir, load_dataset
     from evaluators.ordering import data_orders
     from nas.search.genomes import genome_family, reorder_request, resolve_space, sample_genome
+    from nas.search.presets import dense_space_within
     from search_space import GenomeError, get_zoo
 
     for field, names in (("warm_start", config.warm_start), ("baseline.warm_start", config.baseline.warm_start)):
@@ -108,6 +110,10 @@ def preflight(config: StudyConfig) -> None:
     orders = data_orders(data.x_train.numpy(), *reorder_request(space, data.input_shape), default_cache_dir())
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     sample_genome(probe, space, data.input_shape, data.num_classes, orders)  # the orders are cached for the workers
+    if config.baseline.trials > 0:  # limits no MLP fits: one line here, not a traceback from every worker
+        limits = baseline_config(config).constraints
+        dense_space_within(resolve_space({"preset": "dense"}), math.prod(data.input_shape), data.num_classes,
+                           limits.max_params, limits.max_flops)
 
 
 def run_study(config: StudyConfig, url: str, backend: Backend,
