@@ -111,9 +111,9 @@ def preflight(config: StudyConfig) -> None:
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     sample_genome(probe, space, data.input_shape, data.num_classes, orders)  # the orders are cached for the workers
     if config.baseline.trials > 0:  # limits no MLP fits: one line here, not a traceback from every worker
-        limits = baseline_config(config).constraints
-        dense_space_within(resolve_space({"preset": "dense"}), math.prod(data.input_shape), data.num_classes,
-                           limits.max_params, limits.max_flops)
+        baseline = baseline_config(config)
+        dense_space_within(resolve_space(baseline.search_space), math.prod(data.input_shape), data.num_classes,
+                           baseline.constraints.max_params, baseline.constraints.max_flops)
 
 
 def run_study(config: StudyConfig, url: str, backend: Backend,
