@@ -18,12 +18,16 @@ STATES = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]
 
 def expected(study: optuna.Study) -> dict:
     """Every index the ledger keeps, computed from scratch from all trials, the way each is defined."""
+    directions = [d.name.lower() for d in study.directions]
     records = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False)]
     holds = [r for r in records if r.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)]
     trained = [(t, TrialRecord.of(t)) for t in study.get_trials(deepcopy=False) if TrialRecord.of(t).trained]
-    points = {t.number: oriented(t.values, ["maximize", "minimize"]) for t, _ in trained}
+    points = {t.number: oriented(t.values, directions) for t, _ in trained}
     front = sorted(((r.params, t.number) for t, r in trained
                     if not any(dominates(q, points[t.number]) for q in points.values())))
+    sizes = {t.number: (r.val_accuracy, -r.params) for t, r in trained}  # accuracy up, params down
+    size_front = sorted(((r.params, t.number) for t, r in trained
+                         if not any(dominates(q, sizes[t.number]) for q in sizes.values())))
     counts = {"complete": 0, "pruned": 0, "failed": 0, "infeasible": 0, "running": 0}
     for r in records:
         counts[{"fail": "failed"}.get(r.shown_state, r.shown_state)] += 1
@@ -35,6 +39,7 @@ def expected(study: optuna.Study) -> dict:
         "holders": {key: min((r.number for r in holds if r.twin_key == key), default=None) for key in "abc"},
         "rung": {epoch: {r.number: r.rungs[epoch] for r in holds if epoch in r.rungs} for epoch in (2, 6)},
         "front": [number for _, number in front],
+        "size_front": [number for _, number in size_front],
     }
 
 
@@ -49,14 +54,18 @@ def observed(book: Ledger) -> dict:
         "rung": {epoch: {n: p[0] for n, p in book.rung_points(epoch, -1, "acc", lambda a, m: (a,)).items()}
                  for epoch in (2, 6)},
         "front": [t.number for t in book.front],
+        "size_front": [t.number for t in book.size_front],
     }
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_the_ledger_equals_a_full_read_after_every_step_of_a_random_history(tmp_path, seed):
+@pytest.mark.parametrize("seed, directions", [(0, ["maximize", "minimize"]), (1, ["maximize", "minimize"]),
+                                              (2, ["maximize", "minimize"]), (3, ["maximize"])])
+def test_the_ledger_equals_a_full_read_after_every_step_of_a_random_history(tmp_path, seed, directions):
+    """With one objective (accuracy) the study's front is its most accurate trials, while ``size_front`` (the
+    hypervolume's points) is still accuracy against parameters."""
     rng = random.Random(seed)
     url = f"sqlite:///{tmp_path}/ledger.db"
-    writer = optuna.create_study(study_name="s", storage=open_storage(url), directions=["maximize", "minimize"])
+    writer = optuna.create_study(study_name="s", storage=open_storage(url), directions=directions)
     reader = optuna.load_study(study_name="s", storage=open_storage(url))  # another process's view
     book = Ledger(reader)
     running: list[optuna.Trial] = []
@@ -73,7 +82,7 @@ def test_the_ledger_equals_a_full_read_after_every_step_of_a_random_history(tmp_
                 write(trial, val_accuracy=accuracy)
                 if rng.random() < 0.2:
                     write(trial, duplicate_of=0)
-                writer.tell(trial, [accuracy, TrialRecord.of(trial).params])
+                writer.tell(trial, [accuracy, TrialRecord.of(trial).params][:len(directions)])
             else:
                 writer.tell(trial, state=state)
         else:
@@ -90,6 +99,12 @@ def test_the_ledger_equals_a_full_read_after_every_step_of_a_random_history(tmp_
         if rng.random() < 0.7:  # the reader looks at random moments, so it sees several changes at once too
             assert observed(book) == expected(reader)
     assert observed(book) == expected(reader)
+    tiny = writer.ask()  # a one-parameter, barely accurate net: on the size front, but not the best accuracy
+    write(tiny, params=1, flops=1, val_accuracy=0.001)
+    writer.tell(tiny, [0.001, 1][:len(directions)])
+    assert observed(book) == expected(reader)
+    assert tiny.number in [t.number for t in book.size_front]
+    assert (tiny.number in [t.number for t in book.front]) == (len(directions) == 2)
 
 
 def test_rung_points_exclude_the_asking_trial_and_convert_each_finished_point_once(tmp_path):

@@ -32,7 +32,7 @@ class ProgressBar:
         counts = book.state_counts()
         done = counts["complete"] + counts["pruned"] + counts["failed"] + counts["infeasible"]
         front = list(book.front)
-        hv = hypervolume(front, self.params_reference)
+        hv = hypervolume(book.size_front, self.params_reference)  # accuracy vs params, whatever the objectives
         stats = (f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed, "
                  f"{counts['infeasible']} infeasible | Pareto {len(front)} | HV {hv:.3f}")
         if self.progress is not None:

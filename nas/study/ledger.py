@@ -35,6 +35,18 @@ def shown_count_key(record: TrialRecord) -> str:
     return {"fail": "failed", "waiting": "running"}.get(state, state)
 
 
+def size_point(trial: FrozenTrial) -> tuple[float, float]:
+    """A trained trial as (val accuracy, -params): both maximized."""
+    record = TrialRecord.of(trial)
+    return (record.val_accuracy, -float(record.params or 0))
+
+
+def non_dominated(trials: list[FrozenTrial], point: Callable[[FrozenTrial], tuple]) -> list[FrozenTrial]:
+    """The trials whose ``point`` (maximized) no other's dominates, by increasing parameter count."""
+    keep = set(pareto_set({t.number: point(t) for t in trials}))
+    return sorted((t for t in trials if t.number in keep), key=lambda t: (TrialRecord.of(t).params or 0, t.number))
+
+
 class Ledger:
     """Incremental indexes over one study's trials (see the module docstring)."""
 
@@ -49,7 +61,10 @@ class Ledger:
         self.zoo_used: set[str] = set()
         self.holders: dict[str, FrozenTrial] = {}  # twin key -> the finished holder with the smallest number
         self.rung_values: dict[int, dict[int, tuple[float, dict]]] = {}  # epoch -> number -> (accuracy, metrics)
-        self.front: list[FrozenTrial] = []  # trained trials, non-dominated among all finished ones
+        self.front: list[FrozenTrial] = []  # trained trials, non-dominated in the study's objectives
+        # trained trials, non-dominated in (val accuracy up, params down): the hypervolume's points. The same as
+        # ``front`` for the default objectives; a single-objective study's front is its best trial alone
+        self.size_front: list[FrozenTrial] = []
         self.points: dict[tuple, dict[int, tuple]] = {}  # (epoch, key) -> number -> rung point (see rung_points)
 
     def refresh(self) -> "Ledger":
@@ -84,11 +99,8 @@ class Ledger:
             if record.trained:
                 trained.append(trial)
         if trained:
-            candidates = self.front + trained
-            points = {t.number: oriented(t.values, self.directions) for t in candidates}
-            keep = set(pareto_set(points))
-            self.front = sorted((t for t in candidates if t.number in keep),
-                                key=lambda t: (TrialRecord.of(t).params or 0, t.number))
+            self.front = non_dominated(self.front + trained, lambda t: oriented(t.values, self.directions))
+            self.size_front = non_dominated(self.size_front + trained, size_point)
 
     def running(self) -> list[tuple[FrozenTrial, TrialRecord]]:
         """The unfinished trials as last read, by number."""

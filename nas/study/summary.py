@@ -66,6 +66,12 @@ def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     return list(ledger(study).front)
 
 
+def size_front(study: optuna.Study) -> list[FrozenTrial]:
+    """The trained trials non-dominated in (val accuracy up, params down), by increasing parameter count: the
+    points the hypervolume measures, whatever the study's objectives (one objective's front is one trial)."""
+    return list(ledger(study).size_front)
+
+
 def hypervolume(trials: list[FrozenTrial], params_reference: float) -> float:
     """Area dominated in (val accuracy, -log10 params), from (0, -log10 reference)."""
     records = [TrialRecord.of(t) for t in trials]
@@ -187,7 +193,7 @@ def study_summary(study: optuna.Study, baseline: optuna.Study | None = None) -> 
         "study": study.study_name,
         "trials": state_counts(trials),
         "pareto": [r.to_dict() for r in rows],
-        "hypervolume": hypervolume(front, reference),
+        "hypervolume": hypervolume(size_front(study), reference),
         "baseline": [r.to_dict() for r in baseline_rows],
         "headline": headline(rows, baseline_rows, simulated(study)).text,
         "generations": by_generation,
