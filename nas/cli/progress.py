@@ -31,7 +31,7 @@ class ProgressBar:
         book = ledger(self.study)  # one read of what changed serves the counts and the front
         counts = book.state_counts()
         done = counts["complete"] + counts["pruned"] + counts["failed"] + counts["infeasible"]
-        front = list(book.front)
+        front = book.shown_front()
         hv = hypervolume(book.size_front, self.params_reference)  # accuracy vs params, whatever the objectives
         stats = (f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed, "
                  f"{counts['infeasible']} infeasible | Pareto {len(front)} | HV {hv:.3f}")

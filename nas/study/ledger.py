@@ -102,6 +102,11 @@ class Ledger:
             self.front = non_dominated(self.front + trained, lambda t: oriented(t.values, self.directions))
             self.size_front = non_dominated(self.size_front + trained, size_point)
 
+    def shown_front(self) -> list[FrozenTrial]:
+        """The front that tables, plots and exports use: the study's own; for a single objective, whose own front
+        is its best trial alone, accuracy against parameters (the trade-off every report shows)."""
+        return list(self.front if len(self.directions) > 1 else self.size_front)
+
     def running(self) -> list[tuple[FrozenTrial, TrialRecord]]:
         """The unfinished trials as last read, by number."""
         return sorted(self.unfinished.values(), key=lambda pair: pair[0].number)

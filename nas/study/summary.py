@@ -62,8 +62,8 @@ def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
 
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The non-dominated trained trials, by increasing parameter count (kept by the study's ledger as trials
-    finish, so a poll at 10,000 trials does not rank them all again)."""
-    return list(ledger(study).front)
+    finish, so a poll at 10,000 trials does not rank them all again); see :meth:`Ledger.shown_front`."""
+    return ledger(study).shown_front()
 
 
 def size_front(study: optuna.Study) -> list[FrozenTrial]:
