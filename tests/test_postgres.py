@@ -34,3 +34,21 @@ def test_four_concurrent_runs_share_one_postgres_budget(workdir, postgres_url):
                 assert (workdir / "runs" / name / "artifacts" / t.user_attrs["weights_artifact"]).is_file()
     finally:
         optuna.delete_study(study_name=name, storage=storage)
+
+
+def test_a_study_nas_run_did_not_create_is_refused_in_one_line_without_the_password(workdir, postgres_url, capsys):
+    """``nas export`` and ``nas findings --final`` on a bare Optuna study: exit 2, one line, the password masked."""
+    from nas.cli import main
+    from nas.study.storage import mask_url
+
+    name = f"bare-{uuid.uuid4().hex[:8]}"
+    storage = open_storage(postgres_url)
+    optuna.create_study(study_name=name, storage=storage, directions=["maximize", "minimize"])
+    try:
+        for command in (["export", name, "--out", str(workdir / "out")], ["findings", name, "--final"]):
+            assert main([*command, "--storage", postgres_url]) == 2
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and f"study {name!r} in {mask_url(postgres_url)}" in err
+            assert "has no stored config" in err and postgres_url not in err
+    finally:
+        optuna.delete_study(study_name=name, storage=storage)

@@ -170,6 +170,22 @@ def test_nas_status_reads_a_ray_study(killed_then_resumed, capsys):
     assert status["pareto"] and all(row["epochs"] == 3 for row in status["pareto"])
 
 
+def test_a_simulated_study_runs_on_ray_and_stores_no_weights(tmp_path, monkeypatch):
+    """``--simulate`` on the Ray backend: every trial scored by the synthetic curve, none failed, no weights."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    study_file, url = write_study(tmp_path, budget={"trials": 4})
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        assert main(["run", study_file, "--simulate"]) == 0
+    finally:
+        ray.shutdown()
+    trials = trials_of(url)
+    assert len(trials) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert all(t.user_attrs.get("simulated") for t in trials if "infeasible" not in t.user_attrs)
+    assert not list(tmp_path.rglob("artifacts")) and not any("weights" in key for t in trials for key in t.user_attrs)
+
+
 def test_trials_run_on_both_nodes_of_a_two_node_cluster(tmp_path, monkeypatch):
     from ray.cluster_utils import Cluster
 

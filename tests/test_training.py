@@ -13,7 +13,6 @@ from evaluators.datasets import load_dataset
 from evaluators.training import (
     EpochReport,
     TrainConfig,
-    TrainResult,
     evaluate,
     lr_factor,
     measure_latency_ms,
@@ -112,10 +111,9 @@ def test_result_is_json_and_counts_match_the_genome(data, genome):
     result = train(genome, data, fast(epochs=1))
     record = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert set(record) == RESULT_KEYS and "model" not in record and record["val_samples"] == len(data.y_val) > 0
-    assert result.params == genome.params == sum(p.numel() for p in result.model.parameters())
-    assert result.flops == genome.flops and result.latency_ms > 0
+    assert sum(p.numel() for p in result.model.parameters()) == genome.params  # the analytic count is the model's
+    assert result.latency_ms > 0
     assert not result.model.training and next(result.model.parameters()).device.type == "cpu"
-    assert isinstance(result, TrainResult)
 
 
 def test_evaluate_test_off_leaves_test_empty(data, genome):

@@ -15,10 +15,9 @@ from evaluators.datasets import load_dataset
 from evaluators.training import train
 from nas.errors import ConfigError
 from nas.export.bundle import Bundle, write_bundle
-from nas.study.config import parse_config
 from nas.study.plan import artifact_dir
-from nas.study.records import TrialRecord, read_study
-from nas.study.storage import load_study
+from nas.study.records import TrialRecord
+from nas.study.storage import load_study, stored_config
 from nas.study.summary import pareto_trials, state_counts
 from search_space import Genome, build_model
 
@@ -86,9 +85,7 @@ def export_trial(name: str, url: str, out: str | Path, *, number: int | None = N
                  say: Callable[[str], None] = print) -> Bundle:
     """Chooses a trial of study ``name`` in the storage at ``url``, gets its weights and writes the bundle."""
     study = load_study(name, url)
-    if read_study(study, "config") is None:
-        raise ConfigError(f"study {name!r} in {url} has no stored config; it was not created by `nas run`")
-    config = parse_config(read_study(study, "config"), f"study {name!r} config")
+    config = stored_config(study, url)
     trial = select_trial(study, number, max_params)
     genome = Genome.from_json(TrialRecord.of(trial).genome, f"trial {trial.number} genome").validate()
     data = load_dataset(config.dataset)

@@ -26,7 +26,7 @@ from evaluators.training import train
 from nas.errors import ConfigError
 from nas.study.config import StudyConfig, parse_config
 from nas.study.records import TrialRecord, read_study, write_study
-from nas.study.storage import load_with_baseline
+from nas.study.storage import load_with_baseline, stored_config
 from nas.study.summary import pareto_trials
 from search_space import Genome
 
@@ -144,9 +144,7 @@ def final_table(name: str, url: str, *, seeds: Sequence[int] = (0, 1, 2), count:
                 say: Callable[[str], None] = print) -> list[FinalRow]:
     """Retrains the chosen genomes of study ``name`` and stores the table in the study (``final``)."""
     study, baseline = load_with_baseline(name, url)
-    if read_study(study, "config") is None:
-        raise ConfigError(f"study {name!r} in {url} has no stored config; it was not created by `nas run`")
-    config = parse_config(read_study(study, "config"), f"study {name!r} config")
+    config = stored_config(study, url)
     chosen = chosen_trials(study, baseline, count, also, numbers)
     data = train_plus_val(load_dataset(full_data_spec(config)))
     say(f"retraining {len(chosen)} genomes x {len(seeds)} seeds on {len(data.x_train):,} train+val samples")

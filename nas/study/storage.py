@@ -26,6 +26,7 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import ConfigError
+from nas.study.config import StudyConfig, parse_config
 from nas.study.records import TrialRecord, read_study, write
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -34,6 +35,15 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***`` (for logs, status and reports)."""
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def stored_config(study: optuna.Study, url: str) -> StudyConfig:
+    """The config ``nas run`` stored in ``study``; one line naming the study (password masked) when it has none."""
+    config = read_study(study, "config")
+    if config is None:
+        raise ConfigError(f"study {study.study_name!r} in {mask_url(url)} has no stored config; it was not created "
+                          "by `nas run`")
+    return parse_config(config, f"study {study.study_name!r} config")
 
 
 def sqlite_path(url: str) -> Path | None:

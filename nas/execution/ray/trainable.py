@@ -28,7 +28,7 @@ class RaySetup:
 
     config: dict        # the plan's StudyConfig as JSON, dataset path absolute
     url: str            # the storage, SQLite path absolute
-    artifact_dir: str   # absolute; on the node that trains the trial
+    artifact_dir: str | None  # absolute; on the node that trains the trial; None: no weights (simulated)
     threads: int        # torch threads per trial: max(1, int(execution.cpu))
 
 
@@ -70,9 +70,8 @@ def train_ray_trial(params: dict, setup: RaySetup) -> None:
             result = fit_function(config)(genome, data, prepared.train, callback=on_epoch, evaluate_test=True)
         epochs = result.epochs
         write(trial, epochs=epochs)
-        artifacts = Path(setup.artifact_dir)
-        metrics = record_result(trial, prepared, result, None if config.execution.simulate else (
-            lambda model: upload_weights(artifacts, trial.number, trial.frozen(), model, storage)))
+        metrics = record_result(trial, prepared, result, None if setup.artifact_dir is None else (
+            lambda model: upload_weights(Path(setup.artifact_dir), trial.number, trial.frozen(), model, storage)))
     except UpdateFinishedTrialError:
         pass  # a sweep ended it while this worker lived: nothing more to write, the driver tells nothing new
     except Exception as exc:  # a trial's crash is recorded, the study goes on
