@@ -363,6 +363,21 @@ def test_missing_weights_are_one_error_line_unless_retrain(study, tmp_path, monk
         manifest["metrics"]["test_accuracy"]
 
 
+def test_max_params_exports_the_most_accurate_trial_within_the_size(study, tmp_path, capsys):
+    full = [t for t in study["study"].get_trials() if t.state == optuna.trial.TrialState.COMPLETE
+            and "infeasible" not in t.user_attrs]
+    sizes = sorted({t.user_attrs["params"] for t in full})
+    limit = sizes[len(sizes) // 2]  # the middle size: some trained trials fit, some do not
+    fitting = [t for t in full if t.user_attrs["params"] <= limit]
+    assert 0 < len(fitting) < len(full)
+    out = tmp_path / "small"
+    assert main(["export", study["yaml"], "--out", str(out), "--max-params", str(limit)]) == 0
+    capsys.readouterr()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["metrics"]["params"] <= limit
+    assert manifest["metrics"]["val_accuracy"] == max(t.user_attrs["val_accuracy"] for t in fitting)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--trial", "99"], "has no trial 99"),
     (["--max-params", "10"], "no Pareto trial is that small"),

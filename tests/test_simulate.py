@@ -46,3 +46,30 @@ def test_a_simulated_study_runs_the_machinery_and_says_it_trained_nothing(workdi
     # resuming without --simulate would mix synthetic and trained results: refused, naming the field
     assert main(["run", str(study_file)]) == 2
     assert "execution.simulate" in capsys.readouterr().err
+
+
+def test_a_single_objective_study_still_reports_accuracy_against_parameters(workdir, capsys):
+    """With ``val_accuracy`` as its only objective the study's own front is its best trial; `nas status` shows the
+    accuracy-vs-params front of its trained trials and that front's hypervolume, both computed here by hand."""
+    import math
+
+    study_file = write_study(workdir / "one.yaml", name="one", dataset=DATA, budget={"trials": 16},
+                             baseline={"trials": 0}, objectives=[{"metric": "val_accuracy", "direction": "maximize"}],
+                             constraints={"max_params": 20000},
+                             pruner={"name": "asha", "min_epochs": 1, "max_epochs": 9, "reduction_factor": 3},
+                             search_space={"preset": "perm-cnn-1d", "stages": 1, "channels": [8, 16, 32]})
+    assert main(["run", str(study_file), "--simulate"]) == 0
+    capsys.readouterr()
+    assert main(["status", str(study_file), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    study = optuna.load_study(study_name="one", storage="sqlite:///runs/one/study.db")
+    trained = {(t.user_attrs["val_accuracy"], t.user_attrs["params"]) for t in study.get_trials()
+               if t.state == optuna.trial.TrialState.COMPLETE and "infeasible" not in t.user_attrs}
+    front = sorted(((a, p) for a, p in trained if not any(b >= a and q <= p and (b, q) != (a, p) for b, q in trained)),
+                   key=lambda point: point[1])
+    assert len(front) >= 2  # more than the single best trial
+    assert [(row["val_accuracy"], row["params"]) for row in summary["pareto"]] == front
+    # the area under best-accuracy-so-far against log10(params), up to the size limit
+    edges = [math.log10(p) for _, p in front] + [math.log10(20000)]
+    area = sum(a * (edges[i + 1] - edges[i]) for i, (a, _) in enumerate(front))
+    assert math.isclose(summary["hypervolume"], area, rel_tol=1e-9)
