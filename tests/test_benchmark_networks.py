@@ -1,5 +1,5 @@
 """The hand-written networks of benchmarks/throughput.py compute what the compiled genomes compute (else its
-ratios would compare different work)."""
+ratios would compare different work); benchmarks/hand_genomes.py's networks are genomes the conv2d preset draws."""
 from __future__ import annotations
 
 import sys
@@ -9,6 +9,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import hand_genomes  # noqa: E402
 import throughput  # noqa: E402
 
 from search_space import build_model  # noqa: E402
@@ -32,3 +33,23 @@ def test_a_different_network_is_caught():
     hand = throughput.hand_network("separable", compiled)  # weights not copied: another function
     with pytest.raises(RuntimeError, match="differ"):
         throughput.check_parity("separable", compiled, hand, torch.randn(8, 1, 28, 28))
+
+
+@pytest.mark.parametrize("name", list(hand_genomes.NETWORKS))
+def test_hand_genomes_fit_a_tenth_of_lenet5_and_the_conv2d_preset_draws_them(name):
+    """The claim FINDINGS.md makes with them: the search space holds these networks (the same genome key as the
+    preset's draw for the matching parameters), each under fashion-tenth's 6,168-parameter limit."""
+    import optuna
+
+    from nas.search.genomes import sample_genome
+    from nas.search.presets import resolve_space
+
+    stages = hand_genomes.NETWORKS[name]
+    params = {"reorder": "none", "stages": len(stages), "downsample": "pool", "pool": "max", "norm": "batch",
+              "act": "relu", "dropout": 0.0, "head": "gap", "residual": False}
+    for i, (op, channels, kernel, pool) in enumerate(stages, 1):
+        params.update({f"s{i}_type": op, f"s{i}_channels": channels, f"s{i}_kernel": kernel,
+                       f"s{i}_stride": 2 if pool else 1, f"s{i}_groups": 1, f"s{i}_reduce": "none"})
+    drawn = sample_genome(optuna.trial.FixedTrial(params), resolve_space({"preset": "conv2d"}), (1, 28, 28), 10)
+    built = hand_genomes.stack(stages)
+    assert drawn.key() == built.key() and built.params <= 61_684 // 10
