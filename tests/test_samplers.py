@@ -113,3 +113,26 @@ def test_the_summary_counts_generations_and_says_when_nsga2_never_bred():
     assert generations(random_study.trials) == {0: 30}
     assert search_note(generations(random_study.trials)).startswith("NSGA-II never bred: all 30 trials NSGA-II saw")
     assert search_note(generations(study_with_a_warm_start(optuna.samplers.RandomSampler(seed=0)).trials)) is None
+
+
+def test_a_warm_start_is_never_a_parent_even_when_it_dominates_every_bred_trial():
+    """A zoo genome has none of the preset's parameters, so it cannot be crossed over: our NSGA-II keeps it out of
+    every parent population; Optuna's stock NSGA-II picks it in every generation (it dominates every bred trial)."""
+    def parents_holding_the_warm_start(sampler: optuna.samplers.NSGAIISampler) -> list[int]:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+        warm = study.ask()
+        warm.set_user_attr("zoo", "lenet5")
+        warm.suggest_float("lr", 1e-3, 1e-2, log=True)  # as in a study: a warm start draws only the training values
+        study.tell(warm, [-1.0, -1.0])
+
+        def objective(trial: optuna.Trial) -> tuple[float, float]:
+            trial.suggest_float("lr", 1e-3, 1e-2, log=True)
+            return trial.suggest_float("x", 0, 1), 1 - trial.suggest_float("x2", 0, 1)
+
+        study.optimize(objective, n_trials=4 * POPULATION)
+        warm_id = study.trials[0]._trial_id
+        return [g for g in range(1, 4) if warm_id in {t._trial_id for t in sampler.get_parent_population(study, g)}]
+
+    assert parents_holding_the_warm_start(BreedingNSGAIISampler(seed=0, population_size=POPULATION)) == []
+    assert parents_holding_the_warm_start(optuna.samplers.NSGAIISampler(seed=0, population_size=POPULATION)) == [1, 2, 3]
