@@ -191,7 +191,11 @@ def score(run: dict, full: int, seconds: float, max_params: float) -> dict:
     # trains nothing and holds no Ray slot
     spans = [(r["epochs"][0][0] - r["epochs"][0][2] if r["epochs"] else r["start"],
               min(stop, max([e[0] for e in r["epochs"]] + [r["end"] or stop]))) for r in started if not r.get("copy")]
+    sizes = {budget: max((a for _, a, p in points if p <= budget), default=0.0) for budget in SIZE_BUDGETS}
     out = {"hv": hv([(a, p) for _, a, p in points], max_params), "curve": curve, "started": len(started),
+           # the hypervolume's share from networks under SMALL params (the log axis weights them heavily) and the
+           # best accuracy within each size budget: where one front's hypervolume comes from
+           "hv_small": hv([(a, p) for _, a, p in points if p <= SMALL], SMALL), "best_within": sizes,
            "full": len(points), "epochs": sum(sum(e[0] <= stop for e in r["epochs"]) for r in started),
            "overhead": 1 - fit_s / (2 * seconds), "concurrency": max_running(spans)}
     if run.get("reported") is not None:  # the tool's own front: each trial's last result, whatever its epochs
@@ -201,6 +205,23 @@ def score(run: dict, full: int, seconds: float, max_params: float) -> dict:
         front = [x for x in reported if not any(o[0] >= x[0] and o[1] <= x[1] and o[:2] != x[:2] for o in reported)]
         out["front_short"] = sum(e < full for _, _, e in front) / max(1, len(front))
     return out
+
+
+SMALL = 1000  # params: the "tiny network" end of the hypervolume
+SIZE_BUDGETS = (1000, 10000, 100000)
+
+
+def sources(scores: dict[str, list[dict]]) -> list[str]:
+    """Where each contender's hypervolume comes from: its part below SMALL params, best accuracy per size budget."""
+    lines = [f"| contender | HV below {SMALL:,} params | HV above | " +
+             " | ".join(f"best val <= {b:,} params" for b in SIZE_BUDGETS) + " |",
+             "|---|---:|---:|" + "---:|" * len(SIZE_BUDGETS)]
+    for name, runs in scores.items():
+        small = [r["hv_small"] for r in runs]
+        lines.append(f"| {name} | {mean_sd(small)} | {mean_sd([r['hv'] - r['hv_small'] for r in runs])} | " +
+                     " | ".join(f"{100 * statistics.fmean(r['best_within'][b] for r in runs):.1f}%"
+                                for b in SIZE_BUDGETS) + " |")
+    return lines
 
 
 def max_running(spans: list[tuple[float, float]]) -> int:
@@ -305,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{os.getloadavg()[0]:.1f}. {args.minutes:g} minutes of wall clock per run, 2 workers, "
                       f"seeds {' '.join(map(str, args.seeds))}." +
                       (f" Skipped: {'; '.join(f'{k} ({v})' for k, v in skipped.items())}." if skipped else ""), "",
-                      *table(scores, args.seeds)])
+                      *table(scores, args.seeds), "", *sources(scores)])
     print(text)
     if args.write_results:
         write_section(text)

@@ -73,3 +73,6 @@ def test_scores_on_hand_made_records():
     assert result["overhead"] == pytest.approx(1 - (9 + 11 + 3) / 40)
     assert result["concurrency"] == 2  # 1 and 2 overlap; 2 ends as 3 starts; 4 starts and ends inside 3; 5 is a copy
     assert peers.time_to_target(result["curve"], 1.0, 20) == pytest.approx(0.5)  # reached at t0 + 10
+    # below 1,000 params: (0.8, 100) from 100 to 1,000 params = 0.8 x log10(10); the rest from 1,000 to 10,000
+    assert result["hv_small"] == pytest.approx(0.8) and result["hv"] - result["hv_small"] == pytest.approx(0.8)
+    assert result["best_within"] == {1000: 0.8, 10000: 0.8, 100000: 0.8}  # the 0.7 trial is dominated, 0.95 late
