@@ -66,12 +66,6 @@ def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     return ledger(study).shown_front()
 
 
-def size_front(study: optuna.Study) -> list[FrozenTrial]:
-    """The trained trials non-dominated in (val accuracy up, params down), by increasing parameter count: the
-    points the hypervolume measures, whatever the study's objectives (one objective's front is one trial)."""
-    return list(ledger(study).size_front)
-
-
 def hypervolume(trials: list[FrozenTrial], params_reference: float) -> float:
     """Area dominated in (val accuracy, -log10 params), from (0, -log10 reference)."""
     records = [TrialRecord.of(t) for t in trials]
@@ -184,7 +178,8 @@ def _pm(accuracy: float, se: float) -> str:
 def study_summary(study: optuna.Study, baseline: optuna.Study | None = None) -> dict:
     """Everything ``nas status --json`` prints."""
     trials = study.get_trials(deepcopy=False)
-    front = pareto_trials(study)
+    book = ledger(study)  # one read of what changed serves the front and the hypervolume
+    front = book.shown_front()
     reference = params_reference(study)
     rows = [trial_row(t) for t in front]
     baseline_rows = [trial_row(t) for t in pareto_trials(baseline)] if baseline is not None else []
@@ -193,7 +188,7 @@ def study_summary(study: optuna.Study, baseline: optuna.Study | None = None) -> 
         "study": study.study_name,
         "trials": state_counts(trials),
         "pareto": [r.to_dict() for r in rows],
-        "hypervolume": hypervolume(size_front(study), reference),
+        "hypervolume": hypervolume(book.size_front, reference),  # accuracy vs params, whatever the objectives
         "baseline": [r.to_dict() for r in baseline_rows],
         "headline": headline(rows, baseline_rows, simulated(study)).text,
         "generations": by_generation,

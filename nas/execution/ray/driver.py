@@ -80,7 +80,8 @@ class RayBackend:
         searcher = StudySearcher(ctx, plan, deadline)
         scheduler = RungScheduler(driver_study, plan.config, on_stop=searcher.note_rung_stop)
         setup = RaySetup(config=absolute_dataset(plan.config).model_dump(mode="json"), url=plan.url,
-                         artifact_dir=str(ctx.artifact_dir.resolve()) if ctx.artifact_dir else None, threads=max(1, int(execution.cpu)))
+                         artifact_dir=str(ctx.artifact_dir.resolve()) if ctx.artifact_dir else None,
+                         threads=max(1, int(execution.cpu)))
         trainable = tune.with_resources(tune.with_parameters(train_ray_trial, setup=setup),
                                         {"cpu": execution.cpu, "gpu": execution.gpu})
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's legacy reporter honours verbose=0; ours shows progress
