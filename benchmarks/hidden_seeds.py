@@ -1,11 +1,13 @@
 """Does the permuted Fashion-MNIST result hold on seeds nobody chose? A check against tuning to one draw.
 
-Usage: ``python benchmarks/hidden_seeds.py [--draw N] [--minutes M] [--baseline-trials T] [--write-findings]``
+Usage: ``python benchmarks/hidden_seeds.py [--study FILE] [--draw N] [--minutes M] [--baseline-trials T]
+[--write-findings]``
 
 Draws a data seed (which images go to validation), a pixel permutation seed, a ``train_samples`` size and a
-sampler seed at random (from ``--draw N`` when given, to rerun one draw), writes ``studies/permuted-fashion.yaml``
-with those four keys replaced and a smaller budget under ``runs/hidden/``, runs it with ``nas run`` and compares
-its direction with the shipped study's, on validation only:
+sampler seed at random (from ``--draw N`` when given, to rerun one draw), writes the shipped study (``--study``,
+default ``studies/permuted-fashion.yaml``; it must have run, its storage is read) with those four keys replaced and
+a smaller budget under ``runs/hidden/``, runs it with ``nas run`` and compares its direction with the shipped
+study's, on validation only:
 
 1. the seed's claim: the fewest parameters of a searched genome within 2 (and 1) points of the best dense
    network's accuracy, against that dense network's parameters;
@@ -36,7 +38,7 @@ from reports.findings import Scored, choice_rows, front, ratios_at_matched_accur
 
 SHIPPED = ROOT / "studies" / "permuted-fashion.yaml"
 FINDINGS = ROOT / "FINDINGS.md"
-SECTION = "## Hidden seeds: permuted Fashion-MNIST on a draw nobody chose"
+SECTIONS = {"permuted-fashion": "## Hidden seeds: permuted Fashion-MNIST on a draw nobody chose"}
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,15 @@ def draw(number: int) -> dict:
             "train_samples": rng.randrange(10_000, 20_001, 1_000), "sampler_seed": rng.randrange(1, 10**6)}
 
 
-def hidden_config(keys: dict, minutes: float, baseline_trials: int, tag: str) -> dict:
-    config = yaml.safe_load(SHIPPED.read_text())
-    config["name"] = f"permuted-fashion-hidden-{tag}"
+def hidden_config(shipped: dict, keys: dict, minutes: float, baseline_trials: int, tag: str) -> dict:
+    """The shipped study's config with the four hidden keys, a smaller budget and its own storage."""
+    config = {key: dict(value) if isinstance(value, dict) else value for key, value in shipped.items()}
+    config["name"] = f"{shipped['name']}-hidden-{tag}"
     config["dataset"].update(seed=keys["seed"], permute_seed=keys["permute_seed"], train_samples=keys["train_samples"])
     config["sampler"]["seed"] = keys["sampler_seed"]
     config["budget"]["minutes"] = minutes
     config["baseline"]["trials"] = baseline_trials
-    config["storage"] = f"sqlite:///runs/hidden/{tag}/study.db"
+    config["storage"] = f"sqlite:///runs/hidden/{config['name']}/study.db"
     return config
 
 
@@ -127,6 +130,8 @@ def table(shipped: Direction, hidden: Direction) -> tuple[list[str], int, int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", type=Path, default=SHIPPED, help="the shipped study to check (default: "
+                        "studies/permuted-fashion.yaml; it must have run)")
     parser.add_argument("--draw", type=int, help="rerun this draw (default: a fresh random one)")
     parser.add_argument("--minutes", type=float, default=11.0, help="search budget (the baseline runs first)")
     parser.add_argument("--baseline-trials", type=int, default=12)
@@ -134,8 +139,9 @@ def main() -> int:
     args = parser.parse_args()
     number = secrets.randbelow(10**9) if args.draw is None else args.draw
     keys, tag = draw(number), f"draw-{number}"
-    config = hidden_config(keys, args.minutes, args.baseline_trials, tag)
-    folder = ROOT / "runs" / "hidden" / tag
+    shipped_config = yaml.safe_load(args.study.read_text())
+    config = hidden_config(shipped_config, keys, args.minutes, args.baseline_trials, tag)
+    folder = ROOT / "runs" / "hidden" / config["name"]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -143,13 +149,14 @@ def main() -> int:
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "nas.cli", "run", str(path)], cwd=ROOT, check=True)
     minutes = (time.monotonic() - started) / 60
-    shipped_config = yaml.safe_load(SHIPPED.read_text())
     shipped = direction(shipped_config["name"], shipped_config["storage"])
     hidden = direction(config["name"], config["storage"])
     lines, agree, compared = table(shipped, hidden)
     command = shlex.join(["python", "benchmarks/hidden_seeds.py", *sys.argv[1:]])
-    body = [SECTION, "",
-            f"Command: `{command}` (rerun this draw: `python benchmarks/hidden_seeds.py --draw {number} "
+    study = "" if args.study == SHIPPED else f"--study {args.study} "
+    section = SECTIONS.get(shipped_config["name"], f"## Hidden seeds: {shipped_config['name']} on a draw nobody chose")
+    body = [section, "",
+            f"Command: `{command}` (rerun this draw: `python benchmarks/hidden_seeds.py {study}--draw {number} "
             f"--minutes {args.minutes:g} --baseline-trials {args.baseline_trials}`). The draw was made at run time: "
             f"data seed {keys['seed']}, permutation seed {keys['permute_seed']}, train_samples "
             f"{keys['train_samples']:,}, sampler seed {keys['sampler_seed']}; {args.baseline_trials} dense baseline "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -13,12 +14,15 @@ import hidden_seeds  # noqa: E402
 from hidden_seeds import Direction  # noqa: E402
 
 
-def test_a_draw_changes_only_the_hidden_keys_budget_and_storage():
+@pytest.mark.parametrize("study", ["permuted-fashion.yaml", "permuted-fashion-2d.yaml"])
+def test_a_draw_changes_only_the_hidden_keys_budget_and_storage(study):
     keys = hidden_seeds.draw(7)
     assert keys == hidden_seeds.draw(7) and keys != hidden_seeds.draw(8)
     assert 10_000 <= keys["train_samples"] <= 20_000 and keys["train_samples"] % 1_000 == 0
-    shipped = yaml.safe_load(hidden_seeds.SHIPPED.read_text())
-    hidden = hidden_seeds.hidden_config(keys, 11, 12, "draw-7")
+    text = (hidden_seeds.ROOT / "studies" / study).read_text()
+    shipped = yaml.safe_load(text)
+    hidden = hidden_seeds.hidden_config(shipped, keys, 11, 12, "draw-7")
+    assert shipped == yaml.safe_load(text)  # the shipped config is left as it was
     assert hidden["dataset"] == {**shipped["dataset"], "seed": keys["seed"], "permute_seed": keys["permute_seed"],
                                  "train_samples": keys["train_samples"]}
     assert hidden["sampler"] == {**shipped["sampler"], "seed": keys["sampler_seed"]}

@@ -2,10 +2,12 @@
 training split is read, bad input is one line or a documented fallback."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from evaluators.datasets import load_dataset
+from evaluators.datasets import feature_permutation, load_dataset
 from evaluators.errors import DatasetError
 from evaluators.ordering import (adjacent_neighbours, cached_order, feature_similarity, grid_order, grid_score,
                                  partial_similarity, recover_order, refine_grid)
@@ -169,3 +171,16 @@ def test_bad_input_is_one_line_or_a_documented_fallback():
     assert "\n" not in str(excinfo.value)
     with pytest.raises(DatasetError, match="unknown method"):
         recover_order(x, "tsp")
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+def test_permuted_fashion_mnist_comes_back_on_its_grid():
+    """README's figure: on permuted Fashion-MNIST (the studies' 15,000 training images here) most true neighbours
+    end side by side again (measured 86% on 15,000 images, 87% on all 54,000; 56% before partial correlations)."""
+    spec = {"name": "fashion-mnist", "val_fraction": 0.1, "seed": 42, "permute": True, "permute_seed": 1234321,
+            "train_samples": 15000}
+    data = load_dataset(spec)
+    order = recover_order(data.x_train.numpy().reshape(15000, -1), "grid", (28, 28))
+    shuffle = feature_permutation(784, 1234321)  # permuted feature f was pixel shuffle[f]
+    assert grid_neighbour_share(shuffle[order], 28) > 0.8
