@@ -16,9 +16,9 @@ Features that were neighbours are correlated across samples, so the training spl
   matrix) drop what other pixels relay: their top four are true neighbours for 99/99/93/81% of pixels. Each of the
   two similarities gives a placement (``place_on_grid``: a 2D spectral embedding of the mutual 4-nearest-neighbour
   graph, kept connected by each feature's two nearest, turned to the angle whose ``linear_sum_assignment`` to
-  grid cells scores best, then annealed by cell swaps), and the one whose grid neighbours correlate more is kept. ``order`` lists the features cell by cell,
-  row-major; on permuted Fashion-MNIST 87% of true neighbours end side by side, in about 15 s on 2 cores
-  (benchmarks/reorder_targets.py).
+  grid cells scores best, then annealed by cell swaps), and the one whose grid neighbours correlate more is kept.
+  ``order`` lists the features cell by cell, row-major; on permuted Fashion-MNIST 87% of true neighbours end side
+  by side, in about 15 s on 2 cores (benchmarks/reorder_targets.py).
 
 Only the training split is read. A constant feature correlates with nothing (it lands wherever the graph leaves
 room); fewer samples than features still give an order (a noisier one); NaN or infinite values are an error.
