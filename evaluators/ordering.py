@@ -195,10 +195,9 @@ def grid_order(x: np.ndarray, height: int, width: int) -> np.ndarray:
 def place_on_grid(similarity: np.ndarray, height: int, width: int) -> np.ndarray:
     """A 2D spectral embedding of the graph of ``similarity``'s mutual 4-nearest neighbours and each feature's 2
     nearest, turned to the angle whose assignment to cells scores best, then annealed (the best of a few angles and
-    seeds). The annealing counts each
-    graph edge kept side by side as 1, and the similarity only as a tie-break: with the similarity itself the
-    weak direction of an anisotropic image (Fashion-MNIST's pixels correlate more down than across) barely
-    counts, and the annealing tears it."""
+    seeds). The annealing counts each graph edge kept side by side as 1, and the similarity only as a tie-break:
+    with the similarity itself the weak direction of an anisotropic image (Fashion-MNIST's pixels correlate more
+    down than across) barely counts, and the annealing tears it."""
     strongest = similarity.max(axis=1).mean()
     weights = similarity / strongest if strongest > 0 else similarity  # the best neighbour weighs about 1
     # mutual pairs alone can leave a pixel or two cut off, and a cut-off piece takes over the slowest Laplacian
