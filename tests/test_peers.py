@@ -36,9 +36,11 @@ SECONDS = {"ours": 15, "ours-cold": 15, "ours-ray": 40, "ours-nsga2": 15, "ray-t
 def test_each_contender_trains_and_scores_on_a_tiny_problem(contender, workdir):
     if contender == "syne-tune" and importlib.util.find_spec("syne_tune") is None:
         pytest.skip(f"Syne Tune is not installed: {peers.PEERS_INSTALL}")
-    seconds = SECONDS[contender]
-    run = peers.run_contender(contender, TINY, seed=0, seconds=seconds)
-    result = peers.score(run, full=2, seconds=seconds, max_params=20000)
+    for seconds in (SECONDS[contender], 2 * SECONDS[contender]):  # a loaded machine may finish no trial in time
+        run = peers.run_contender(contender, TINY, seed=0, seconds=seconds)
+        result = peers.score(run, full=2, seconds=seconds, max_params=20000)
+        if result["full"] >= 1:
+            break
     assert result["started"] >= 2 and result["full"] >= 1 and result["epochs"] >= 2
     assert 0 < result["hv"] <= math.log10(20000)  # inside the reference box: accuracy <= 1, params >= 1
     assert 1 <= result["concurrency"] <= 2
