@@ -84,9 +84,8 @@ def ascii_image(values: np.ndarray) -> str:
     return "\n".join("".join(shades[min(9, int(v * 10))] * 2 for v in row) for row in scaled)
 
 
-def recovered_grid_picture(spec: dict) -> str:
+def recovered_grid_picture(data) -> str:
     """The mean permuted training image as given and read through the ``grid`` order, side by side as text."""
-    data = load_dataset(spec)
     shape = tuple(data.input_shape)
     order = np.asarray(data_orders(data.x_train.numpy(), ["grid"], shape, default_cache_dir())["grid"])
     mean = data.x_train.mean(0).numpy().reshape(-1)
@@ -95,22 +94,20 @@ def recovered_grid_picture(spec: dict) -> str:
     return "\n".join(f"  {a}   {b}" for a, b in zip(given.splitlines(), placed.splitlines()))
 
 
-def neighbour_ranks(spec: dict) -> str:
+def neighbour_ranks(data, permute_seed: int) -> str:
     """Why ``grid`` reads partial correlations: for plain and partial correlation, the share of pixels whose k-th
     strongest partner is a true grid neighbour (k = 1..4), and the median plain correlation between vertical and
     horizontal neighbours and between mirrored pixels (same row, reflected columns)."""
     from evaluators.datasets import feature_permutation
-    data = load_dataset(spec)
     x = data.x_train.numpy().reshape(len(data.x_train), -1)
     height, width = data.input_shape[-2:]
-    rows, cols = np.divmod(feature_permutation(height * width, spec["permute_seed"]), width)  # true cell of each
+    rows, cols = np.divmod(feature_permutation(height * width, permute_seed), width)  # true cell of each
+    plain = feature_similarity(x)
     lines = ["| similarity | 1st | 2nd | 3rd | 4th strongest partner a true neighbour |", "|---|---:|---:|---:|---:|"]
-    for name, similarity in (("plain correlation", feature_similarity(x)), ("partial correlation",
-                                                                              partial_similarity(x))):
+    for name, similarity in (("plain correlation", plain), ("partial correlation", partial_similarity(x))):
         partners = np.argsort(-similarity, axis=1, kind="stable")[:, :4]
         steps = np.abs(rows[:, None] - rows[partners]) + np.abs(cols[:, None] - cols[partners])
         lines.append(f"| {name} | " + " | ".join(f"{100 * np.mean(steps[:, k] == 1):.0f}%" for k in range(4)) + " |")
-    plain = feature_similarity(x)
     at = np.empty((height, width), dtype=np.int64)
     at[rows, cols] = np.arange(height * width)  # the feature at each true cell
     down, across = plain[at[1:], at[:-1]], plain[at[:, 1:], at[:, :-1]]
@@ -177,9 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     rows = (mnist1d_part(args.seeds) if args.part in ("mnist1d", "both") else []) + \
         (fashion_part(args.seeds) if args.part in ("fashion", "both") else [])
-    fashion = args.part in ("fashion", "both")
-    picture = recovered_grid_picture(FASHION_PERMUTED) if fashion else None
-    ranks = neighbour_ranks(FASHION_PERMUTED) if fashion else None
+    picture = ranks = None
+    if args.part in ("fashion", "both"):
+        permuted = load_dataset(FASHION_PERMUTED)
+        picture, ranks = recovered_grid_picture(permuted), neighbour_ranks(permuted, FASHION_PERMUTED["permute_seed"])
     command = "python benchmarks/reorder_targets.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = section(rows, command, picture, ranks)
     print(text)

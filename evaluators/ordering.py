@@ -189,7 +189,8 @@ def grid_order(x: np.ndarray, height: int, width: int) -> np.ndarray:
                            f"{size} features")
     plain = feature_similarity(x)
     placements = [place_on_grid(similarity, height, width) for similarity in (partial_similarity(x), plain)]
-    return max(placements, key=lambda order: grid_score(order, np.square(plain), height, width))
+    squared = np.square(plain)
+    return max(placements, key=lambda order: grid_score(order, squared, height, width))
 
 
 def place_on_grid(similarity: np.ndarray, height: int, width: int) -> np.ndarray:
