@@ -30,7 +30,8 @@ import torch  # noqa: E402
 
 from _results import write_section  # noqa: E402
 from evaluators.datasets import default_cache_dir, load_dataset  # noqa: E402
-from evaluators.ordering import adjacent_neighbours, data_orders, feature_similarity, partial_similarity  # noqa: E402
+from evaluators.ordering import (adjacent_neighbours, data_orders, feature_similarity, grid_neighbours,  # noqa: E402
+                                 partial_similarity)
 from evaluators.training import TrainConfig, train  # noqa: E402
 from nas.cli.zoo import with_reorder  # noqa: E402
 from search_space import get_zoo  # noqa: E402
@@ -65,15 +66,9 @@ def run(zoo: str, spec: dict, method: str | None, seeds: int, config: dict) -> d
 
 def recovered_adjacency(order: np.ndarray, shuffle: np.ndarray, method: str, shape) -> float:
     """Share of true neighbours (left-right along the signal, or on the grid) that the order puts side by side."""
-    positions = shuffle[order]  # the original position of what the reordered input holds at each place
     if method != "grid":
         return adjacent_neighbours(order, shuffle)
-    height, width = shape[-2:]
-    grid = positions.reshape(height, width)
-    rows, cols = np.divmod(grid, width)
-    near = (np.abs(np.diff(rows, axis=1)) + np.abs(np.diff(cols, axis=1)) == 1).sum() + \
-        (np.abs(np.diff(rows, axis=0)) + np.abs(np.diff(cols, axis=0)) == 1).sum()
-    return float(near) / (2 * height * width - height - width)
+    return grid_neighbours(order, shuffle, *shape[-2:])
 
 
 def ascii_image(values: np.ndarray) -> str:

@@ -318,6 +318,16 @@ def adjacent_neighbours(order: np.ndarray, positions: np.ndarray) -> float:
     return float(np.mean(steps == 1)) if len(steps) else 1.0
 
 
+def grid_neighbours(order: np.ndarray, positions: np.ndarray, height: int, width: int) -> float:
+    """Share of grid-adjacent cell pairs in ``order`` (placed row-major on ``height`` x ``width``) whose features
+    were grid neighbours originally (``positions[f]`` is feature ``f``'s true row-major cell): 1.0 for a perfect
+    recovery, turned or mirrored."""
+    rows, cols = (v.reshape(height, width) for v in np.divmod(positions[np.asarray(order)], width))
+    across = np.abs(np.diff(rows, axis=1)) + np.abs(np.diff(cols, axis=1))
+    down = np.abs(np.diff(rows, axis=0)) + np.abs(np.diff(cols, axis=0))
+    return float(((across == 1).sum() + (down == 1).sum()) / (across.size + down.size))
+
+
 def grid_shape(features: int) -> tuple[int, int]:
     """The most square H x W with H <= W holding ``features`` cells."""
     height = max(d for d in range(1, math.isqrt(features) + 1) if features % d == 0)

@@ -9,8 +9,8 @@ import pytest
 
 from evaluators.datasets import feature_permutation, load_dataset
 from evaluators.errors import DatasetError
-from evaluators.ordering import (adjacent_neighbours, cached_order, feature_similarity, grid_order, grid_score,
-                                 partial_similarity, recover_order, refine_grid)
+from evaluators.ordering import (adjacent_neighbours, cached_order, feature_similarity, grid_neighbours, grid_order,
+                                 grid_score, partial_similarity, recover_order, refine_grid)
 
 
 def smooth_chain(samples: int, features: int, seed: int = 0) -> np.ndarray:
@@ -93,15 +93,7 @@ def test_a_shuffled_markov_field_comes_back_on_its_grid(across, least):
     shuffle = np.random.default_rng(5).permutation(side * side)
     order = grid_order(field[:, shuffle], side, side)
     assert sorted(order.tolist()) == list(range(side * side))
-    assert grid_neighbour_share(shuffle[order], side) >= least
-
-
-def grid_neighbour_share(true_cells: np.ndarray, side: int) -> float:
-    """Share of grid-adjacent cell pairs holding features whose true cells (``true_cells``, row-major) are adjacent."""
-    rows, cols = (v.reshape(side, side) for v in np.divmod(true_cells, side))
-    across = np.abs(np.diff(rows, axis=1)) + np.abs(np.diff(cols, axis=1))
-    down = np.abs(np.diff(rows, axis=0)) + np.abs(np.diff(cols, axis=0))
-    return float(((across == 1).sum() + (down == 1).sum()) / (across.size + down.size))
+    assert grid_neighbours(order, shuffle, side, side) >= least
 
 
 def test_refining_a_torn_grid_mends_it():
@@ -117,11 +109,11 @@ def test_refining_a_torn_grid_mends_it():
         a = rng.integers(side * side)
         b = min(side * side - 1, a + int(rng.choice([1, 2, side, side + 1, 2 * side])))
         torn[[a, b]] = torn[[b, a]]
-    assert grid_neighbour_share(torn, side) < 0.7
+    assert grid_neighbours(torn, np.arange(side * side), side, side) < 0.7
     mended = refine_grid(torn, weights, side, side)
     assert sorted(mended.tolist()) == list(range(side * side))
     assert grid_score(mended, weights, side, side) > grid_score(torn, weights, side, side)
-    assert grid_neighbour_share(mended, side) == 1.0
+    assert grid_neighbours(mended, np.arange(side * side), side, side) == 1.0
     assert np.array_equal(refine_grid(torn, weights, side, side), mended)  # deterministic
 
 
@@ -184,4 +176,4 @@ def test_permuted_fashion_mnist_comes_back_on_its_grid():
     data = load_dataset(spec)
     order = recover_order(data.x_train.numpy().reshape(15000, -1), "grid", (28, 28))
     shuffle = feature_permutation(784, 1234321)  # permuted feature f was pixel shuffle[f]
-    assert grid_neighbour_share(shuffle[order], 28) > 0.8
+    assert grid_neighbours(order, shuffle, 28, 28) > 0.8
