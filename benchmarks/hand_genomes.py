@@ -35,6 +35,16 @@ NETWORKS: dict[str, list[tuple[str, int, int, bool]]] = {
                         ("separable_conv", 48, 3, False)],
     "fact-16-24-16": [("factorized_conv", 16, 3, True), ("factorized_conv", 24, 3, True),
                       ("factorized_conv", 16, 3, False)],
+    # the same budgets with the pooling moved later: more multiply-adds per parameter
+    "sep-16-32p-48-48p": [("conv", 16, 3, False), ("separable_conv", 32, 3, True), ("separable_conv", 48, 3, False),
+                          ("separable_conv", 48, 3, True)],
+    "sep-24-32p-48-32p": [("conv", 24, 3, False), ("separable_conv", 32, 3, True), ("separable_conv", 48, 3, False),
+                          ("separable_conv", 32, 3, True)],
+    "sep-16-32-48p-48p": [("conv", 16, 3, False), ("separable_conv", 32, 3, False), ("separable_conv", 48, 3, True),
+                          ("separable_conv", 48, 3, True)],
+    "conv32p-sep48-48p": [("conv", 32, 3, True), ("separable_conv", 48, 3, False), ("separable_conv", 48, 3, True)],
+    "sep5-16-32p-48-32p": [("conv", 16, 3, False), ("separable_conv", 32, 5, True), ("separable_conv", 48, 5, False),
+                           ("separable_conv", 32, 3, True)],
 }
 
 
