@@ -1,12 +1,12 @@
 """The search machinery at scale: simulated trials (``nas run --simulate``), so every cost measured is ours.
 
 Usage: ``python benchmarks/scale.py [--sizes 100 1000 10000] [--workers 1 8 32] [--storages sqlite postgresql]
-[--postgres URL] [--sampler nsga2|tpe] [--write-results]``
+[--postgres URL] [--sampler nsga2|tpe|tpe-multivariate] [--write-results]``
 
 For each storage (SQLite beside the study; PostgreSQL when ``--postgres`` or ``NAS_TEST_POSTGRES_URL`` gives a
 server) and each worker count, one study on the quickstart problem (permuted MNIST-1D, the perm-cnn-1d preset,
-NSGA-II unless ``--sampler tpe``, Pareto-aware ASHA with rungs at 2 and 6 of 18 epochs) is grown through
-``--sizes`` by resuming it with a larger budget. Per segment: the wall time per trial (training costs nothing, so this is the machinery:
+NSGA-II unless ``--sampler tpe`` (or ``tpe-multivariate``: ``sampler.multivariate``), Pareto-aware ASHA with
+rungs at 2 and 6 of 18 epochs) is grown through ``--sizes`` by resuming it with a larger budget. Per segment: the wall time per trial (training costs nothing, so this is the machinery:
 sampling, constraints, dedup, rung decisions, storage writes, progress), and afterwards the latency of one rung
 decision (``rung_verdict``: read the rung's records from the storage, rank them) against the study at that size,
 and the storage queries per trial (SQL statements counted while ``--probe`` more trials run in this process).
@@ -168,11 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storages", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"],
                         help="postgresql is measured only with a URL (--postgres)")
     parser.add_argument("--probe", type=int, default=10, help="trials run in-process to count queries (0: skip)")
-    parser.add_argument("--sampler", choices=["nsga2", "tpe"], default="nsga2",
-                        help="the study's sampler (nsga2, as the rows in RESULTS.md were measured; tpe: the default)")
+    parser.add_argument("--sampler", choices=["nsga2", "tpe", "tpe-multivariate"], default="nsga2",
+                        help="the study's sampler (nsga2, as the first rows in RESULTS.md were measured; tpe: the "
+                             "default; tpe-multivariate: tpe with sampler.multivariate)")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args(argv)
-    STUDY["sampler"] = {"name": args.sampler, "seed": 0}
+    STUDY["sampler"] = {"name": args.sampler.split("-")[0], "seed": 0,
+                        **({"multivariate": True} if args.sampler == "tpe-multivariate" else {})}
     storages = {"sqlite": None, "postgresql": args.postgres}
     storages = {k: v for k, v in storages.items() if k in args.storages and (k == "sqlite" or v)}
     rows = measure(sorted(args.sizes), args.workers, storages, args.probe)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import statistics
 
 import optuna
+import pytest
 from optuna.search_space import IntersectionSearchSpace
 
+from nas.errors import ConfigError
 from nas.search.samplers import BredSearchSpace, BreedingNSGAIISampler, generations, make_sampler
 from nas.study.config import parse_config
 from nas.study.summary import search_note
@@ -57,6 +59,23 @@ def test_the_default_tpe_learns_despite_a_warm_start():
     tpe = study_with_a_warm_start(make_sampler(config))
     # measured on seeds 0-3 (n_startup_trials 10): TPE 0.19-0.28, random 0.48-0.52
     assert last_generation_y(tpe) < 0.35
+
+
+def test_multivariate_tpe_learns_despite_a_warm_start():
+    """sampler.multivariate models co-occurring parameters jointly; the warm start (no parameters) does not break
+    its grouping, and on this problem it converges faster than independent TPE."""
+    config = parse_config({"name": "t", "dataset": {"name": "synthetic"}, "search_space": {"preset": "perm-cnn-1d"},
+                           "sampler": {"name": "tpe", "multivariate": True}})
+    sampler = make_sampler(config)
+    assert sampler._multivariate and sampler._group
+    # measured on seeds 0-3: multivariate 0.09-0.20, independent TPE 0.19-0.28 (the test above)
+    assert last_generation_y(study_with_a_warm_start(sampler)) < 0.25
+
+
+def test_multivariate_is_refused_for_samplers_other_than_tpe():
+    with pytest.raises(ConfigError, match="sampler: multivariate is a TPE setting; sampler 'nsga2'"):
+        parse_config({"name": "t", "dataset": {"name": "synthetic"}, "search_space": {"preset": "perm-cnn-1d"},
+                      "sampler": {"name": "nsga2", "multivariate": True}})
 
 
 def test_the_search_space_is_read_incrementally_and_stays_right():

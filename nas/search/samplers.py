@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from typing import Sequence
 
 import optuna
@@ -30,8 +31,10 @@ def make_sampler(config: StudyConfig, worker: int = 0, stored: int = 0) -> optun
     s = config.sampler
     seed = sampler_seed(s.seed, worker, stored)
     if s.name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed,
-                                          n_startup_trials=max(4, min(10, config.budget.trials // 4)))
+        with warnings.catch_warnings():  # multivariate and group are marked experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(4, min(10, config.budget.trials // 4)),
+                                              multivariate=s.multivariate, group=s.multivariate)
     if s.name == "nsga2":
         population = s.population_size or default_population(config.budget.trials)
         return BreedingNSGAIISampler(seed=seed, population_size=population)

@@ -40,6 +40,15 @@ class Sampler(Strict):
     name: Literal["tpe", "nsga2", "random", "qmc", "gp"] = "tpe"
     seed: int = Field(0, ge=0, lt=SEED_LIMIT)
     population_size: int | None = Field(None, ge=2)  # nsga2 only; default: a quarter of the trial budget, 8-50
+    # tpe only: model the parameters jointly, one group of co-occurring parameters at a time (Optuna's
+    # multivariate=True, group=True) instead of each on its own
+    multivariate: bool = False
+
+    @model_validator(mode="after")
+    def _tpe_only(self) -> "Sampler":
+        if self.multivariate and self.name != "tpe":
+            raise ValueError(f"multivariate is a TPE setting; sampler {self.name!r} does not take it")
+        return self
 
 
 class Pruner(Strict):
