@@ -9,7 +9,8 @@ interleaved per seed so a drifting machine load hits them alike). Contenders (``
 
 - ``ours``: ``nas run``'s default (multi-objective TPE + Pareto-aware ASHA, warm starts, dedup), local backend;
   ``ours-ray``: the same on the Ray backend; ``ours-cold``: the default without its warm starts (the peers start
-  cold); ``ours-nsga2``: the default with NSGA-II instead of TPE (the default until 2026-11-29);
+  cold); ``ours-nsga2``: the default with NSGA-II instead of TPE (the default until 2026-11-29); ``ours-mv``: the
+  default with ``sampler.multivariate`` (TPE modelling co-occurring parameters jointly);
 - ``ray-tune``: Ray Tune as its docs set it up, OptunaSearch on both metrics and ASHAScheduler on accuracy;
 - ``syne-tune``: Syne Tune's MOASHA with its random searcher (extra ``peers``: ``pip install -e '.[peers]'``);
 - ``optuna-nsga2``, ``optuna-random``: plain ``study.optimize(n_jobs=2)``, no pruning.
@@ -43,7 +44,8 @@ from _results import write_section  # noqa: E402
 from nas.scheduling.pareto import hypervolume_2d  # noqa: E402
 
 PEERS_INSTALL = "pip install -e '.[peers]'"
-CONTENDERS = ["ours", "ours-cold", "ours-ray", "ours-nsga2", "ray-tune", "syne-tune", "optuna-nsga2", "optuna-random"]
+CONTENDERS = ["ours", "ours-cold", "ours-ray", "ours-nsga2", "ours-mv", "ray-tune", "syne-tune", "optuna-nsga2",
+              "optuna-random"]
 NEEDS = {"ours-ray": "ray", "ray-tune": "ray", "syne-tune": "syne_tune"}
 
 
@@ -71,9 +73,9 @@ def missing_package(contender: str) -> str | None:
 # -- running ------------------------------------------------------------------------------------------------------
 
 def run_ours(config: dict, seed: int, seconds: float, folder: Path, backend_name: str,
-             sampler_name: str) -> tuple[list[dict], float]:
-    """``nas run`` with the problem's settings and ``sampler_name`` for ``seconds``: its trials as records
-    (:func:`records_of_study`) and its clock start."""
+             sampler_name: str, multivariate: bool = False) -> tuple[list[dict], float]:
+    """``nas run`` with the problem's settings and ``sampler_name`` (TPE: ``multivariate`` or not) for ``seconds``:
+    its trials as records (:func:`records_of_study`) and its clock start."""
     from nas.execution.local import LocalBackend
     from nas.search.samplers import default_population
     from nas.study.config import parse_config
@@ -84,7 +86,8 @@ def run_ours(config: dict, seed: int, seconds: float, folder: Path, backend_name
     # the population the problem's own trial budget gives (as plain NSGA-II gets): the 100,000-trial budget that
     # lets the clock stop the run would otherwise raise it to 50, about one generation in 5 minutes here
     sampler = {"name": "nsga2", "seed": seed, "population_size": default_population(config["budget"]["trials"])} \
-        if sampler_name == "nsga2" else {"name": sampler_name, "seed": seed}
+        if sampler_name == "nsga2" else {"name": sampler_name, "seed": seed,
+                                         **({"multivariate": True} if multivariate else {})}
     study_config = parse_config({**config, "name": "peers", "storage": url, "sampler": sampler,
                                  "budget": {"trials": 100_000, "minutes": seconds / 60},
                                  "execution": {**config["execution"], "backend": backend_name, "workers": 2}})
@@ -145,7 +148,8 @@ def run_contender(name: str, config: dict, seed: int, seconds: float) -> dict:
         if name.startswith("ours"):
             records, started = run_ours({**config, "warm_start": []} if name == "ours-cold" else config, seed, seconds,
                                         folder, "ray" if name == "ours-ray" else "local",
-                                        "nsga2" if name == "ours-nsga2" else config["sampler"]["name"])
+                                        "nsga2" if name == "ours-nsga2" else config["sampler"]["name"],
+                                        multivariate=name == "ours-mv")
             return {"records": records, "started": started, "reported": None}
         log = str(folder / "events.jsonl")
         config_json = json.dumps(config)
