@@ -178,3 +178,40 @@ def test_a_study_stored_before_a_config_field_existed_resumes(workdir):
     study.set_user_attr("config", older)
     assert main(["run", study_file, "--trials", "2"]) == 0
     assert len(trials_of("tiny", "sqlite:///runs/tiny/study.db")) == 2
+
+
+def a_parameter_set(seed: int = 3) -> tuple[dict, str]:
+    """A complete parameter set of the test space (as a sampler would draw it) and the genome key it draws."""
+    from nas.search.genomes import sample_genome
+    from nas.search.presets import resolve_space
+
+    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask()
+    space = resolve_space({**BASE["search_space"], "reorder": ["none"]})
+    genome = sample_genome(probe, space, (32,), 4).validate()
+    return dict(probe.params), genome.key()
+
+
+def test_an_enqueued_parameter_set_is_tried_after_the_warm_start_and_modelled_as_a_draw(workdir):
+    params, key = a_parameter_set()
+    study_file = write_study(workdir / "s.yaml", search_space={**BASE["search_space"], "reorder": ["none"]},
+                             baseline={"trials": 0}, budget={"trials": 4}, enqueue=[params])
+    assert main(["run", study_file]) == 0
+    trials = trials_of("s")
+    assert trials[0].user_attrs["zoo"] == "mnist1d-cnn"  # the zoo warm start keeps its place
+    assert trials[1].params == params and trials[1].user_attrs["genome_key"] == key
+    assert "zoo" not in trials[1].user_attrs  # a draw like the sampler's own: TPE and NSGA-II model it
+    assert main(["run", study_file, "--trials", "6"]) == 0  # a resume does not enqueue it again
+    assert [t.number for t in trials_of("s") if t.params == params] == [1]
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"s9_type": "conv"}, "enqueue[0]: parameter 's9_type' is not drawn"),
+    ({"stages": 7}, "enqueue[0]: "),
+])
+def test_a_bad_enqueued_parameter_set_exits_2_with_one_line(workdir, capsys, change, needle):
+    params, _ = a_parameter_set()
+    study_file = write_study(workdir / "s.yaml", search_space={**BASE["search_space"], "reorder": ["none"]},
+                             baseline={"trials": 0}, enqueue=[{**params, **change}])
+    assert main(["run", study_file]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err and "Traceback" not in err

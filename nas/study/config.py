@@ -187,6 +187,9 @@ class StudyConfig(Strict):
     budget: Budget = Field(default_factory=Budget)
     baseline: Baseline = Field(default_factory=Baseline)
     warm_start: list[str] = Field(default_factory=list)
+    # parameter sets of the search space tried after the zoo warm starts, in the sampler's own parameter names
+    # (Optuna's enqueue_trial): a design you know, which the sampler then models like its own draws
+    enqueue: list[dict[str, Any]] = Field(default_factory=list)
     execution: Execution = Field(default_factory=Execution)
     storage: str | None = None
 

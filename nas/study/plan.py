@@ -29,6 +29,7 @@ class RunPlan:
 
     config: StudyConfig
     url: str
+    enqueued: bool = False  # this process has put the config's ``enqueue`` parameter sets into the study
 
     @property
     def budget(self) -> int:
@@ -174,10 +175,22 @@ def reserve_trial(study: optuna.Study, plan: RunPlan) -> optuna.Trial | None:
         book = ledger(study)
         if book.in_budget() >= plan.budget:
             return None
-        used_zoo = book.zoo_names()
+        pending = [name for name in plan.config.warm_start if name not in book.zoo_names()]
+        if not pending:
+            enqueue_parameter_sets(study, plan)
         trial = study.ask()
         write(trial, **worker_identity())
-        pending = [name for name in plan.config.warm_start if name not in used_zoo]
         if pending:
             write(trial, zoo=pending[0])
         return trial
+
+
+def enqueue_parameter_sets(study: optuna.Study, plan: RunPlan) -> None:
+    """The config's ``enqueue`` parameter sets as waiting trials, which ``study.ask()`` hands out next. Only once
+    the zoo warm starts are out (a zoo trial would take a waiting trial's place and lose its parameters); once per
+    process, and once per study across workers and resumes (Optuna skips a set some trial already has)."""
+    if plan.enqueued or not plan.config.enqueue:
+        return
+    for params in plan.config.enqueue:
+        study.enqueue_trial(params, skip_if_exists=True)
+    plan.enqueued = True

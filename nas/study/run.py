@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from typing import Callable, ContextManager, Protocol
 
 import optuna
@@ -110,10 +111,31 @@ def preflight(config: StudyConfig) -> None:
     orders = data_orders(data.x_train.numpy(), *reorder_request(space, data.input_shape), default_cache_dir())
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     sample_genome(probe, space, data.input_shape, data.num_classes, orders)  # the orders are cached for the workers
+    for i, params in enumerate(config.enqueue):
+        check_parameter_set(config, space, data, orders, params, f"enqueue[{i}]")
     if config.baseline.trials > 0:  # limits no MLP fits: one line here, not a traceback from every worker
         baseline = baseline_config(config)
         dense_space_within(resolve_space(baseline.search_space), math.prod(data.input_shape), data.num_classes,
                            baseline.constraints.max_params, baseline.constraints.max_flops)
+
+
+def check_parameter_set(config: StudyConfig, space: dict, data, orders, params: dict, where: str) -> None:
+    """Raises ConfigError unless ``params`` draws a genome and its training, every parameter used: a typo or a
+    missing or impossible value exits up front rather than being replaced by the sampler's own draw."""
+    from nas.search.genomes import sample_epochs, sample_genome
+    from search_space import GenomeError
+
+    fixed = optuna.trial.FixedTrial(params)
+    try:
+        with warnings.catch_warnings():  # FixedTrial only warns about a value outside its distribution
+            warnings.simplefilter("error", UserWarning)
+            sample_genome(fixed, space, data.input_shape, data.num_classes, orders).validate()
+            config.training.train_config(fixed, sample_epochs(fixed, space, config.max_epochs))
+    except (ValueError, GenomeError, UserWarning) as exc:
+        raise ConfigError(f"{where}: {str(exc).splitlines()[0]}") from None
+    unused = sorted(set(params) - set(fixed.params))
+    if unused:
+        raise ConfigError(f"{where}: parameter {unused[0]!r} is not drawn by this search space with these values")
 
 
 def run_study(config: StudyConfig, url: str, backend: Backend,
