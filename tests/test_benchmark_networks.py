@@ -53,3 +53,20 @@ def test_hand_genomes_fit_a_tenth_of_lenet5_and_the_conv2d_preset_draws_them(nam
     drawn = sample_genome(optuna.trial.FixedTrial(params), resolve_space({"preset": "conv2d"}), (1, 28, 28), 10)
     built = hand_genomes.stack(stages)
     assert drawn.key() == built.key() and built.params <= 61_684 // 10
+
+
+def test_fashion_tenth_seeded_starts_from_the_hand_genome_it_names():
+    """studies/fashion-tenth-seeded.yaml's header (and FINDINGS.md) say its enqueued parameter set is the hand
+    stack sep-16-32-48-48 at lr 5e-3: it must draw that genome in the study's own space."""
+    import optuna
+
+    from nas.search.genomes import sample_genome
+    from nas.search.presets import resolve_space
+    from nas.study.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "studies" / "fashion-tenth-seeded.yaml")
+    (params,) = config.enqueue
+    drawn = sample_genome(optuna.trial.FixedTrial(params), resolve_space(config.search_space), (1, 28, 28), 10,
+                          {"grid": list(range(784))})
+    assert drawn.key() == hand_genomes.stack(hand_genomes.NETWORKS["sep-16-32-48-48"]).key()
+    assert params["lr"] == 5e-3
