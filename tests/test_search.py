@@ -30,7 +30,10 @@ def write_study(path, **changes) -> str:
     return str(conftest.write_study(path, BASE, **changes))
 
 
-def trials_of(name: str, url: str = "sqlite:///runs/s/study.db") -> list[optuna.trial.FrozenTrial]:
+URL = "sqlite:///runs/s/study.db"
+
+
+def trials_of(name: str, url: str = URL) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=name, storage=url).get_trials()
 
 
@@ -194,8 +197,12 @@ def a_parameter_set(seed: int = 3) -> tuple[dict, str]:
 def test_an_enqueued_parameter_set_is_tried_after_the_warm_start_and_modelled_as_a_draw(workdir):
     params, key = a_parameter_set()
     study_file = write_study(workdir / "s.yaml", search_space={**BASE["search_space"], "reorder": ["none"]},
-                             baseline={"trials": 0}, budget={"trials": 4}, enqueue=[params])
+                             budget={"trials": 4}, enqueue=[params])
     assert main(["run", study_file]) == 0
+    baseline = optuna.load_study(study_name=optuna.load_study(study_name="s", storage=URL).user_attrs[
+        "baseline_study"], storage=URL)
+    assert len(baseline.trials) == 2  # the dense baseline ran, and none of its trials took the search's set
+    assert not [t.number for t in baseline.trials if "fixed_params" in t.system_attrs]
     trials = trials_of("s")
     assert trials[0].user_attrs["zoo"] == "mnist1d-cnn"  # the zoo warm start keeps its place
     assert trials[1].params == params and trials[1].user_attrs["genome_key"] == key

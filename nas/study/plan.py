@@ -118,6 +118,7 @@ def baseline_config(config: StudyConfig) -> StudyConfig:
         "pruner": Pruner(name="none", min_epochs=epochs, max_epochs=epochs),
         "budget": Budget(trials=config.baseline.trials),
         "warm_start": list(config.baseline.warm_start),
+        "enqueue": [],  # the search's parameter sets: an MLP would take their lr and dropout
         "sampler": Sampler(name="tpe", seed=config.sampler.seed),
     })
 
