@@ -36,7 +36,8 @@ SECONDS = {"ours": 15, "ours-cold": 15, "ours-ray": 40, "ours-nsga2": 15, "ours-
 def test_each_contender_trains_and_scores_on_a_tiny_problem(contender, workdir):
     if contender == "syne-tune" and importlib.util.find_spec("syne_tune") is None:
         pytest.skip(f"Syne Tune is not installed: {peers.PEERS_INSTALL}")
-    for seconds in (SECONDS[contender], 2 * SECONDS[contender]):  # a loaded machine may finish no trial in time
+    # a loaded machine may finish no trial in time (ours-ray finished none in 80 s beside a 2-thread retrain)
+    for seconds in (SECONDS[contender], 2 * SECONDS[contender], 4 * SECONDS[contender]):
         run = peers.run_contender(contender, TINY, seed=0, seconds=seconds)
         result = peers.score(run, full=2, seconds=seconds, max_params=20000)
         if result["full"] >= 1:
