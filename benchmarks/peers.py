@@ -1,7 +1,9 @@
 """Search quality against the tools a user would pick instead, side by side: same problem, same wall clock.
 
 Usage: ``python benchmarks/peers.py [--problem quickstart|permuted-fashion-small] [--minutes M] [--seeds ...]
-[--contenders ...] [--keep RUNS.json] [--write-results]``
+[--contenders ...] [--keep RUNS.json] [--merge RUNS.json ...] [--score-only] [--write-results]``
+(``--merge`` reuses kept runs instead of running them again; ``--score-only`` runs nothing and scores what the merged
+files hold, so seeds can be added across sessions)
 
 Every contender searches the same preset's genomes, trains them with the same function (``evaluators.training.
 train``) on the same data and full budget, with 2 workers, for the same wall clock, one after another (contenders
@@ -251,26 +253,29 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
 
 
-def table(scores: dict[str, list[dict]], seeds: list[int]) -> list[str]:
-    ours = scores.get("ours", [])
+def table(scores: dict[str, list[dict]]) -> list[str]:
+    """One row per contender. Comparisons with ours and with random search's final hypervolume pair runs by seed,
+    over the seeds both have (a contender may hold fewer seeds than ours: reused runs)."""
+    ours = {o["seed"]: o["hv"] for o in scores.get("ours", [])}
     lines = ["| contender | HV honest (mean ± sd) | ours / it | ours ahead | time to random's HV | trials started | "
              "full-budget | epochs | outside training | most running at once | HV reported by the tool | "
              "its front < full budget |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    random_final = [s["hv"] for s in scores.get("optuna-random", [])]
+    random_final = {s["seed"]: s["hv"] for s in scores.get("optuna-random", [])}
     for name, runs in scores.items():
         values = [r["hv"] for r in runs]
-        ratio = statistics.fmean(o["hv"] for o in ours) / statistics.fmean(values) if ours and values and \
-            statistics.fmean(values) > 0 else None
-        wins = sum(o["hv"] > r["hv"] for o, r in zip(ours, runs)) if ours and name != "ours" else None
-        reach = [time_to_target(r["curve"], t, r["budget_s"]) for r, t in zip(runs, random_final)]
+        paired = [(ours[r["seed"]], r["hv"]) for r in runs if r["seed"] in ours]
+        mine = statistics.fmean(v for _, v in paired) if paired else 0.0
+        ratio = statistics.fmean(o for o, _ in paired) / mine if mine > 0 else None
+        wins = f"{sum(o > v for o, v in paired)}/{len(paired)}" if paired and name != "ours" else "-"
+        reach = [time_to_target(r["curve"], random_final[r["seed"]], r["budget_s"])
+                 for r in runs if r["seed"] in random_final]
         reached = [x for x in reach if x is not None]
         reach_text = "-" if not reach else f"never (0/{len(reach)} seeds)" if not reached else \
             f"{statistics.fmean(reached):.0%} ({len(reached)}/{len(reach)} seeds)"
         reported = [r["hv_reported"] for r in runs if "hv_reported" in r]
         short = [r["front_short"] for r in runs if "front_short" in r]
         lines.append(
-            f"| {name} | {mean_sd(values)} | {'-' if ratio is None else f'{ratio:.2f}x'} | "
-            f"{'-' if wins is None else f'{wins}/{len(runs)}'} | {reach_text} | "
+            f"| {name} | {mean_sd(values)} | {'-' if ratio is None else f'{ratio:.2f}x'} | {wins} | {reach_text} | "
             f"{statistics.fmean(r['started'] for r in runs):.1f} | {statistics.fmean(r['full'] for r in runs):.1f} | "
             f"{statistics.fmean(r['epochs'] for r in runs):.0f} | {statistics.fmean(r['overhead'] for r in runs):.0%} | "
             f"{max(r['concurrency'] for r in runs)} | {mean_sd(reported)} | "
@@ -299,8 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=CONTENDERS)
     parser.add_argument("--keep", type=Path, help="write every run's trial records to this JSON file")
-    parser.add_argument("--merge", type=Path, help="reuse the runs a --keep file holds (contender, seed) instead of "
-                                                   "running them again")
+    parser.add_argument("--merge", type=Path, nargs="+", default=[], help="reuse the runs these --keep files hold "
+                                                                          "(contender, seed) instead of running them")
+    parser.add_argument("--score-only", action="store_true", help="run nothing: score the (contender, seed) runs "
+                        "that --merge holds, pairing contenders by seed")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args(argv)
     config = problem_config(args.problem)
@@ -312,10 +319,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {name}: {why}", file=sys.stderr)
     scores: dict[str, list[dict]] = {c: [] for c in args.contenders if c not in skipped}
     load_before = os.getloadavg()[0]
-    merged = json.loads(args.merge.read_text()) if args.merge else {}
+    if args.score_only and not args.merge:
+        parser.error("--score-only needs --merge RUNS.json ...")
+    merged: dict[str, list] = {}
+    for path in args.merge:
+        for name, runs in json.loads(path.read_text()).items():
+            merged.setdefault(name, []).extend(runs)
     for seed in args.seeds:
         for name in scores:
             run = next((r for r in merged.get(name, []) if r["seed"] == seed), None)
+            if run is None and args.score_only:
+                continue
             run = run or {"seed": seed, **run_contender(name, config, seed, seconds)}
             kept.setdefault(name, []).append(run)
             if args.keep:
@@ -324,13 +338,14 @@ def main(argv: list[str] | None = None) -> int:
             scores[name].append(result)
             print(f"seed {seed} {name:14s} hv {result['hv']:.3f} started {result['started']} full {result['full']} "
                   f"epochs {result['epochs']} outside training {result['overhead']:.0%}", file=sys.stderr, flush=True)
+    scores = {name: runs for name, runs in scores.items() if runs}
     command = "python benchmarks/peers.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = "\n".join([f"## Peers ({args.problem}, {args.minutes:g} minutes)", "", f"Command: `{command}`", "",
                       f"{datetime.date.today()}, {os.cpu_count()} CPUs, load average before {load_before:.1f}, after "
                       f"{os.getloadavg()[0]:.1f}. {args.minutes:g} minutes of wall clock per run, 2 workers, "
                       f"seeds {' '.join(map(str, args.seeds))}." +
                       (f" Skipped: {'; '.join(f'{k} ({v})' for k, v in skipped.items())}." if skipped else ""), "",
-                      *table(scores, args.seeds), "", *sources(scores)])
+                      *table(scores), "", *sources(scores)])
     print(text)
     if args.write_results:
         write_section(text)

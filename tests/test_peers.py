@@ -79,3 +79,17 @@ def test_scores_on_hand_made_records():
     # below 1,000 params: (0.8, 100) from 100 to 1,000 params = 0.8 x log10(10); the rest from 1,000 to 10,000
     assert result["hv_small"] == pytest.approx(0.8) and result["hv"] - result["hv_small"] == pytest.approx(0.8)
     assert result["best_within"] == {1000: 0.8, 10000: 0.8, 100000: 0.8}  # the 0.7 trial is dominated, 0.95 late
+
+
+def test_comparisons_pair_runs_by_seed():
+    """A contender holding fewer seeds than ours (runs reused across sessions) is compared on its own seeds."""
+    def run(seed: int, hv: float) -> dict:
+        return {"seed": seed, "hv": hv, "curve": [(10.0, hv / 2), (50.0, hv)], "budget_s": 100.0, "started": 4,
+                "full": 2, "epochs": 8, "overhead": 0.1, "concurrency": 2}
+
+    scores = {"ours": [run(0, 1.0), run(1, 4.0), run(2, 2.0)], "optuna-random": [run(2, 1.0)]}
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in peers.table(scores)[2:]}
+    assert rows["optuna-random"][2] == "2.00x"  # ours' seed 2 (2.0) against random's seed 2 (1.0), not ours' mean
+    assert rows["optuna-random"][3] == "1/1"
+    # ours' seed-2 curve reaches random's seed-2 final (1.0) at 10 s of 100; seeds 0 and 1 have no random run
+    assert rows["ours"][4] == "10% (1/1 seeds)"
