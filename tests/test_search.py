@@ -69,15 +69,16 @@ def test_run_prunes_by_rung_records_and_resumes(workdir, capsys):
     assert status["baseline"] and status["baseline_study"].startswith("baseline-synthetic")
 
 
-def test_infeasible_genomes_are_recorded_but_never_trained(workdir):
-    study_file = write_study(workdir / "s.yaml", constraints={"max_params": 600}, baseline={"trials": 0},
+@pytest.mark.parametrize("cost, cap", [("params", 600), ("flops", 20_000)])
+def test_infeasible_genomes_are_recorded_but_never_trained(workdir, cost, cap):
+    study_file = write_study(workdir / "s.yaml", constraints={f"max_{cost}": cap}, baseline={"trials": 0},
                              pruner={"name": "none", "min_epochs": 1, "max_epochs": 1}, budget={"trials": 6})
     assert main(["run", study_file]) == 0
     infeasible = [t for t in trials_of("s") if "infeasible" in t.user_attrs]
-    assert infeasible, "a 600-parameter cap should reject some sampled genomes"
+    assert infeasible, f"a {cap:,} {cost} cap should reject some genomes (the warm start: 4,354 params, 24,775 flops)"
     for t in infeasible:
         assert "curve" not in t.user_attrs and t.values[0] == 0.0
-        assert "exceed max_params 600" in t.user_attrs["reason"] and t.user_attrs["params"] > 600
+        assert f"exceed max_{cost} {cap:,}" in t.user_attrs["reason"] and t.user_attrs[cost] > cap
     # what optuna-dashboard and the optuna CLI label the objectives with (else "0" and "1")
     assert optuna.load_study(study_name="s", storage="sqlite:///runs/s/study.db").metric_names == \
         ["val_accuracy", "params"]
@@ -164,6 +165,10 @@ def test_nas_baseline_writes_the_baseline_nas_run_reads(workdir, capsys):
     baseline_name = optuna.load_study(study_name="s", storage="sqlite:///runs/s/study.db").user_attrs["baseline_study"]
     tuned = trials_of(baseline_name)
     assert len(tuned) == 2 and {"lr", "weight_decay", "epochs", "depth"} <= set(tuned[-1].params)
+    drawn = tuned[-1].distributions  # README: lr in [x/10, 3x] around the fixed 0.01, decay in [1e-6, 1e-2], 1x or 2x
+    assert drawn["lr"] == optuna.distributions.FloatDistribution(0.001, 0.03, log=True)
+    assert drawn["weight_decay"] == optuna.distributions.FloatDistribution(1e-6, 1e-2, log=True)
+    assert drawn["epochs"] == optuna.distributions.CategoricalDistribution([1, 2])
     capsys.readouterr()
     assert main(["run", study_file]) == 0
     assert "dense baseline" in capsys.readouterr().out and len(trials_of(baseline_name)) == 2  # not tuned again
@@ -212,13 +217,15 @@ def test_an_enqueued_parameter_set_is_tried_after_the_warm_start_and_modelled_as
 
 
 @pytest.mark.parametrize("change,needle", [
-    ({"s9_type": "conv"}, "enqueue[0]: parameter 's9_type' is not drawn"),
-    ({"stages": 7}, "enqueue[0]: "),
+    ({"s9_type": "conv"}, "enqueue[0]: parameter 's9_type' is not drawn"),  # a parameter the space does not draw
+    ({"stages": 7}, "enqueue[0]: "),  # a value outside its range
+    ({"s1_channels": None}, "enqueue[0]: The value of the parameter 's1_channels' is not found"),  # incomplete
 ])
 def test_a_bad_enqueued_parameter_set_exits_2_with_one_line(workdir, capsys, change, needle):
     params, _ = a_parameter_set()
+    changed = {k: v for k, v in {**params, **change}.items() if v is not None}
     study_file = write_study(workdir / "s.yaml", search_space={**BASE["search_space"], "reorder": ["none"]},
-                             baseline={"trials": 0}, enqueue=[{**params, **change}])
+                             baseline={"trials": 0}, enqueue=[changed])
     assert main(["run", study_file]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err and "Traceback" not in err
