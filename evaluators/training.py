@@ -75,6 +75,7 @@ class EpochReport:
     val_accuracy: float
     elapsed_s: float                # since the trial started
     ended_at: float = 0.0           # wall clock (time.time()) when its validation ended; 0 when simulated
+    threads: int = 0                # torch.get_num_threads() while this epoch trained; 0 when simulated
 
     def to_dict(self) -> dict:
         return {f.name: _json_number(getattr(self, f.name)) for f in fields(self)}
@@ -286,7 +287,7 @@ def _train(genome, data, config, callback, evaluate_test, start_epoch, model, de
         val_accuracy, val_loss = final = evaluate(model, data.x_val, data.y_val, device=device)
         epochs_done = epoch + 1
         report = EpochReport(epochs_done, statistics.fmean(losses) if losses else math.nan, val_loss, val_accuracy,
-                             time.perf_counter() - started, time.time())
+                             time.perf_counter() - started, time.time(), torch.get_num_threads())
         curve.append(report.to_dict())
         if not math.isfinite(val_loss):
             stopped, reason = "nan", f"validation loss became {val_loss} after epoch {epochs_done}"

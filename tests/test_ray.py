@@ -141,6 +141,7 @@ def test_a_ray_study_holds_the_same_records_as_a_local_one(killed_then_resumed):
         assert attrs["genome"] and attrs["family"]
         if "duplicate_of" not in attrs:  # a copy of a trained genome is told by the driver, never sent to Ray
             assert attrs["curve"] and attrs["node"]
+            assert {point["threads"] for point in attrs["curve"]} == {1}  # execution.cpu 1: one torch thread each
         if trained(t):
             assert t.values == [attrs["val_accuracy"], attrs["params"]] and attrs["weights_artifact"]
             assert 0.0 <= attrs["test_accuracy"] <= 1.0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import optuna
 import pytest
@@ -107,6 +108,9 @@ def test_two_worker_processes_share_one_exact_budget(workdir):
     assert len(trials) == 6 and sorted(t.number for t in trials) == list(range(6))
     assert all(t.state.is_finished() for t in trials)
     assert len({t.user_attrs["pid"] for t in trials}) == 2
+    # each worker trains on its share of the cores (oversubscribed torch threads silently halve the speed)
+    expected = max(1, (os.cpu_count() or 1) // 2)
+    assert {point["threads"] for t in trials for point in t.user_attrs["curve"]} == {expected}
 
 
 @pytest.mark.parametrize("changes,needle", [

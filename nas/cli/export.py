@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--out", required=True, help="folder for the bundle (created if missing)")
     export.add_argument("--onnx", action="store_true", help="also write model.onnx (needs onnx and onnxscript)")
     export.add_argument("--fold-bn", action="store_true",
-                        help="fold every BatchNorm that follows a conv or linear layer into it")
+                        help="fold each BatchNorm that directly follows a conv or dense layer (its only "
+                             "consumer) into it; the others are kept and listed")
     export.add_argument("--retrain", action="store_true",
                         help="train the trial again at full budget when its weights were not saved")
     add_storage_argument(export)

@@ -1,4 +1,4 @@
-"""``nas zoo list | show``: the seeds' architectures as genomes."""
+"""``nas zoo list | show | train``: the seeds' architectures as genomes."""
 from __future__ import annotations
 
 import argparse
