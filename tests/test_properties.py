@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, find, given, settings
 from hypothesis import strategies as st
 
 from search_space import Genome, GenomeError, build_model
@@ -198,3 +198,20 @@ def test_arbitrary_json_is_a_genome_or_a_genome_error(data):
     model = build_model(genome).eval()  # whatever JSON validates is a network with the promised size and output
     assert sum(p.numel() for p in model.parameters()) == genome.params
     assert tuple(model(torch.zeros(2, *genome.input_shape)).shape) == (2, genome.num_classes)
+
+
+def validates(data: dict) -> bool:
+    try:
+        Genome.from_dict(data).validate()
+    except GenomeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("wanted", [{"conv"}, {"twist_conv", "separable_conv"}, set(MERGES), {"dense"}])
+def test_the_random_graphs_include_valid_networks_of_each_kind(wanted):
+    """The properties above hold for valid genomes only if some are drawn: a strategy that only produced
+    GenomeErrors would pass them all. ``find`` fails when no valid genome with one of ``wanted`` ops turns up."""
+    found = find(genome_data(), lambda d: validates(d) and any(n["op"] in wanted for n in d["nodes"]),
+                 settings=settings(max_examples=2000, database=None, suppress_health_check=list(HealthCheck)))
+    assert Genome.from_dict(found).validate().params > 0
