@@ -54,4 +54,6 @@ def test_a_swept_trial_ends_its_live_worker_cleanly(workdir):
     assert run_trial(trial_context(plan, study), trial) == TrialState.FAIL  # no exception out of the worker
     swept = study.get_trials()[0]
     assert swept.state == TrialState.FAIL and "traceback" not in swept.user_attrs
-    assert reserve_trial(study, plan) is not None  # and the worker goes on with the next trial
+    following = reserve_trial(study, plan)  # and the worker goes on with the next trial
+    assert following is not None and following.number == 1
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.RUNNING]
