@@ -22,7 +22,7 @@ from evaluators.training import (
 from search_space import Genome, get_zoo
 from search_space.zoo import mlp
 
-REPORT_KEYS = {"epoch", "train_loss", "val_loss", "val_accuracy", "elapsed_s", "ended_at"}
+REPORT_KEYS = {"epoch", "train_loss", "val_loss", "val_accuracy", "elapsed_s", "ended_at", "threads"}
 RESULT_KEYS = {"val_accuracy", "val_loss", "test_accuracy", "test_loss", "params", "flops", "latency_ms",
                "train_time_s", "epochs", "curve", "stopped", "reason", "val_samples"}
 
