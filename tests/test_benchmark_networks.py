@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import hand_genomes  # noqa: E402
 import throughput  # noqa: E402
 
+from nas.study.config import load_config  # noqa: E402
 from search_space import build_model  # noqa: E402
 
 
@@ -37,12 +37,18 @@ def test_a_different_network_is_caught():
         throughput.check_parity("separable", compiled, hand, torch.randn(8, 1, 28, 28))
 
 
-STUDIES = Path(__file__).resolve().parents[1] / "studies"
-_narrow = yaml.safe_load((STUDIES / "fashion-tenth-narrow.yaml").read_text())["search_space"]
+SPACES = {"conv2d": {"preset": "conv2d"}, "fashion-tenth-narrow": load_config(
+    Path(__file__).resolve().parents[1] / "studies" / "fashion-tenth-narrow.yaml").search_space}
+_narrow = SPACES["fashion-tenth-narrow"]
 NARROW = [name for name, stages in hand_genomes.NETWORKS.items()
           if _narrow["stages"]["low"] <= len(stages) <= _narrow["stages"]["high"]
           and all(op in _narrow["conv_type"] and channels in _narrow["channels"] and kernel in _narrow["kernel"]
                   for op, channels, kernel, _ in stages)]
+
+
+def test_the_narrowed_space_holds_six_hand_stacks_the_chosen_one_among_them():
+    """studies/fashion-tenth-narrow.yaml's header: 6 of the 9 hand stacks, `sep5-16-32p-48-32p` among them."""
+    assert "sep5-16-32p-48-32p" in NARROW and len(NARROW) == 6
 
 
 @pytest.mark.parametrize("name,space", [(name, "conv2d") for name in hand_genomes.NETWORKS] +
@@ -56,9 +62,6 @@ def test_hand_genomes_fit_a_tenth_of_lenet5_and_the_conv2d_preset_draws_them(nam
 
     from nas.search.genomes import sample_genome
     from nas.search.presets import resolve_space
-    from nas.study.config import load_config
-
-    spec = {"preset": "conv2d"} if space == "conv2d" else load_config(STUDIES / f"{space}.yaml").search_space
 
     stages = hand_genomes.NETWORKS[name]
     params = {"reorder": "none", "stages": len(stages), "downsample": "pool", "pool": "max", "norm": "batch",
@@ -68,10 +71,9 @@ def test_hand_genomes_fit_a_tenth_of_lenet5_and_the_conv2d_preset_draws_them(nam
                        f"s{i}_stride": 2 if pool else 1, f"s{i}_groups": 1, f"s{i}_reduce": "none"})
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # FixedTrial only warns about a value outside the space: make it fail
-        drawn = sample_genome(optuna.trial.FixedTrial(params), resolve_space(spec), (1, 28, 28), 10)
+        drawn = sample_genome(optuna.trial.FixedTrial(params), resolve_space(SPACES[space]), (1, 28, 28), 10)
     built = hand_genomes.stack(stages)
     assert drawn.key() == built.key() and built.params <= 61_684 // 10
-    assert "sep5-16-32p-48-32p" in NARROW and len(NARROW) == 6
 
 
 def test_fashion_tenth_seeded_starts_from_the_hand_genome_it_names():
