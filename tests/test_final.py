@@ -98,3 +98,30 @@ def test_a_zoo_trial_is_not_taken_for_a_dense_trial_of_the_same_number():
     dense = study_of([(0.7, 100, None), (0.85, 2000, None)])  # dense trial 1 has the zoo trial's number
     chosen = chosen_trials(search, dense, 0, also=["lenet5"])
     assert ("zoo", 1) in [(source, t.number) for source, t in chosen]
+
+
+def test_recheck_ranks_the_most_accurate_trials_again_on_all_training_data_and_final_retrains_its_winner(finished):
+    folder, path, url, dataset = finished
+    study = optuna.load_study(study_name="tiny", storage=url)
+    trained = [t for t in study.trials if t.state.name == "COMPLETE" and "infeasible" not in t.user_attrs
+               and "duplicate_of" not in t.user_attrs]
+    expected = sorted(trained, key=lambda t: (-t.user_attrs["val_accuracy"], t.number))[:2]
+    done = subprocess.run(nas_command("findings", path, "--recheck", "2", "--final", "--seeds", "1", "--json"),
+                          cwd=folder, env=nas_env(folder), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    rows = data["recheck"]
+    assert {r["trial"] for r in rows} == {t.number for t in expected}
+    assert [r["val_accuracy"] for r in rows] == sorted((r["val_accuracy"] for r in rows), reverse=True)
+    by_number = {t.number: t for t in expected}
+    assert all(r["searched_val_accuracy"] == by_number[r["trial"]].user_attrs["val_accuracy"] for r in rows)
+    full = load_dataset({k: v for k, v in dataset.items() if k != "train_samples"}, folder / "cache")
+    stored = optuna.load_study(study_name="tiny", storage=url).user_attrs["recheck"]
+    assert stored["train_samples"] == len(full.x_train) > 60  # validation held out, train_samples dropped
+    # validation accuracy on the full validation split: a whole number of its samples
+    assert all(abs(r["val_accuracy"] * len(full.x_val) - round(r["val_accuracy"] * len(full.x_val))) < 1e-6
+               for r in rows)
+    assert [r["trial"] for r in data["final"] if r["source"] == "search"] == [rows[0]["trial"]]
+    again = subprocess.run(nas_command("findings", path, "--recheck", "0"), cwd=folder, env=nas_env(folder),
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "--recheck must be at least 1" in again.stderr

@@ -22,7 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                           help="with --final: also retrain these warm-start zoo models (e.g. lenet5)")
     findings.add_argument("--trials", type=int, nargs="*", default=[], metavar="N",
                           help="with --final: retrain these searched trials instead of the automatic picks")
-    findings.add_argument("--threads", type=int, help="with --final: torch threads (default: torch's own)")
+    findings.add_argument("--recheck", type=int, metavar="K",
+                          help="retrain the K most accurate trials as drawn on all training data (validation held "
+                               "out; a study's train_samples dropped) and rank them again on validation; with "
+                               "--final, the recheck's winner is retrained in place of the automatic picks")
+    findings.add_argument("--threads", type=int, help="with --final or --recheck: torch threads (default: torch's own)")
     add_storage_argument(findings)
     findings.set_defaults(handler=findings_command)
 
@@ -30,17 +34,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 def findings_command(args: argparse.Namespace) -> int:
     from nas.errors import ConfigError
     from nas.study.final import final_table, stored_final
+    from nas.study.recheck import recheck, stored_recheck
     from nas.study.storage import load_with_baseline
     from nas.study.summary import params_reference
     from reports.findings import findings_data
 
     name, url, _ = resolve_target(args.study, args.storage)
+    say = (lambda _: None) if args.json else console.print
+    if args.recheck is not None:
+        rows = recheck(name, url, args.recheck, threads=args.threads, say=say)
+        args.trials = [rows[0].trial, *(n for n in args.trials if n != rows[0].trial)]
     if args.final:
         if args.seeds < 1 or args.genomes < 0:
             raise ConfigError(f"--seeds must be at least 1 and --genomes at least 0, got {args.seeds} and "
                               f"{args.genomes}")
         final_table(name, url, seeds=range(args.seeds), count=args.genomes, also=args.also, numbers=args.trials,
-                    threads=args.threads, say=(lambda _: None) if args.json else console.print)
+                    threads=args.threads, say=say)
     study, baseline = load_with_baseline(name, url)
     found = findings_data(study.get_trials(deepcopy=False),
                           baseline.get_trials(deepcopy=False) if baseline is not None else [], params_reference(study))
@@ -48,6 +57,7 @@ def findings_command(args: argparse.Namespace) -> int:
             "best_within_budgets": found.best_within_budgets,
             "ratios_at_matched_accuracy": [dict(zip(("dense_val_accuracy", "dense_params", "searched_params",
                                                      "ratio"), r)) for r in found.ratios],
+            "recheck": [asdict(r) for r in stored_recheck(study)],
             "final": [{**asdict(r), "test_mean": r.test_mean, "test_sd": r.test_sd} for r in stored_final(study)]}
     print_json(data) if args.json else print_findings(data)
     return 0
@@ -77,8 +87,22 @@ def print_findings(data: dict) -> None:
     for r in data["ratios_at_matched_accuracy"]:
         console.print(f"dense {100 * r['dense_val_accuracy']:.1f}% with {r['dense_params']:,} params: reached by a "
                       f"searched genome with {r['searched_params']:,} ({ratio_words(r['ratio'])})")
+    if data["recheck"]:
+        print_recheck(data["recheck"])
     if data["final"]:
         print_final(data["final"])
+
+
+def print_recheck(rows: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table("trial", "what", "params", "val (search)", "val (all training data)",
+                  title="recheck: the most accurate trials retrained on all training data (validation only)",
+                  title_justify="left")
+    for r in rows:
+        table.add_row(str(r["trial"]), r["summary"], f"{r['params']:,}", f"{100 * r['searched_val_accuracy']:.2f}%",
+                      f"{100 * r['val_accuracy']:.2f}%")
+    console.print(table)
 
 
 def print_final(rows: list[dict]) -> None:

@@ -144,7 +144,7 @@ def records(trials: list[FrozenTrial]) -> list[TrialRecord]:
 
 # -- the study's own attributes: ``config`` (the StudyConfig as JSON), ``metrics`` (objective metric names, in
 # order), ``baseline_study`` (the name of its dense baseline's study in the same storage) -------------------------
-STUDY_ATTRS = ("config", "metrics", "baseline_study", "final")  # final: `nas findings --final`
+STUDY_ATTRS = ("config", "metrics", "baseline_study", "recheck", "final")  # `nas findings --recheck`, `--final`
 
 
 def write_study(study: "optuna.Study", **values: Any) -> None:

@@ -1,0 +1,73 @@
+"""The search's ranking checked at the final data size: a study searched on ``train_samples`` ranks its genomes
+after training on a fraction of the data, and the most accurate of them there need not be the most accurate on all
+of it (a short run favours a high learning rate, for one). The ``count`` most accurate trained trials are retrained
+as drawn on the whole training split, validation held out, and ranked again on validation; test is not read.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from evaluators.datasets import load_dataset
+from evaluators.training import train
+from nas.errors import ConfigError
+from nas.study.final import drawn_training, full_data_spec
+from nas.study.records import TrialRecord, read_study, write_study
+from nas.study.storage import load_with_baseline, stored_config
+
+
+@dataclass(frozen=True)
+class RecheckRow:
+    """One trial's validation accuracy as the search recorded it and after training on the whole training split."""
+
+    trial: int
+    summary: str
+    params: int
+    searched_val_accuracy: float
+    val_accuracy: float
+
+
+def most_accurate(study: optuna.Study, count: int) -> list[FrozenTrial]:
+    """The ``count`` trained trials (full budget, feasible, not a twin's copy) with the highest validation accuracy."""
+    trained = [t for t in study.get_trials(deepcopy=False) if TrialRecord.of(t).trained]
+    return sorted(trained, key=lambda t: (-TrialRecord.of(t).val_accuracy, t.number))[:count]
+
+
+def recheck(name: str, url: str, count: int, *, seed: int = 0, threads: int | None = None,
+            say: Callable[[str], None] = print) -> list[RecheckRow]:
+    """Retrains the ``count`` most accurate trials of study ``name`` on all training data and stores the ranking
+    on validation in the study (``recheck``), most accurate first."""
+    if count < 1:
+        raise ConfigError(f"--recheck must be at least 1, got {count}")
+    study, _ = load_with_baseline(name, url)
+    config = stored_config(study, url)
+    chosen = most_accurate(study, count)
+    if not chosen:
+        raise ConfigError(f"study {name!r} has no trial trained at full budget; nothing to recheck")
+    data = load_dataset(full_data_spec(config))
+    say(f"rechecking {len(chosen)} trials on {len(data.x_train):,} training samples (validation: "
+        f"{len(data.x_val):,}; the search trained on {config.dataset.get('train_samples') or 'all'})")
+    rows = []
+    for trial in chosen:
+        record = TrialRecord.of(trial)
+        genome, drawn = drawn_training(trial, config, threads)
+        result = train(genome, data, dataclasses.replace(drawn, seed=seed), evaluate_test=False)
+        if result.stopped is not None:
+            raise ConfigError(f"recheck of trial {trial.number} stopped early: {result.reason}")
+        rows.append(RecheckRow(trial.number, record.summary, int(record.params), float(record.val_accuracy),
+                               float(result.val_accuracy)))
+        say(f"trial {trial.number}: val {100 * result.val_accuracy:.2f}% (searched {100 * record.val_accuracy:.2f}%, "
+            f"{drawn.epochs} epochs, {result.train_time_s:.0f}s)")
+    rows.sort(key=lambda r: (-r.val_accuracy, r.params))
+    write_study(study, recheck={"seed": seed, "train_samples": len(data.x_train),
+                                "rows": [dataclasses.asdict(r) for r in rows]})
+    return rows
+
+
+def stored_recheck(study: optuna.Study) -> list[RecheckRow]:
+    """The ranking the last ``recheck`` stored in the study, most accurate first (empty when it never ran)."""
+    return [RecheckRow(**row) for row in (read_study(study, "recheck") or {}).get("rows", [])]
