@@ -128,6 +128,19 @@ def test_a_killed_drivers_running_trials_are_failed_and_the_rerun_finishes_the_b
         "the driver (this process) reserves every trial of the rerun"
 
 
+def test_the_ray_searcher_hands_out_no_trial_beyond_the_free_workers(killed_then_resumed):
+    """Ray Tune keeps one pending trial per searcher for a reason: a sampler that hands out many trials before any
+    result draws them all blind. Ours asks only when a worker is free: when each trial of the rerun was asked, at
+    most workers - 1 others of the rerun were unfinished (read from the storage's start and end times)."""
+    before = {t.number for t in killed_then_resumed["before"]}
+    rerun = [t for t in killed_then_resumed["after"] if t.number not in before]
+    assert len(rerun) >= 3
+    for trial in rerun:
+        unfinished = [o.number for o in rerun if o.number != trial.number and o.datetime_start <= trial.datetime_start
+                      and (o.datetime_complete is None or o.datetime_complete > trial.datetime_start)]
+        assert len(unfinished) <= STUDY["execution"]["workers"] - 1, (trial.number, unfinished)
+
+
 def test_a_ray_study_holds_the_same_records_as_a_local_one(killed_then_resumed):
     local = killed_then_resumed["local"]
     on_ray = [t for t in killed_then_resumed["after"] if not t.user_attrs.get("killed")]
