@@ -106,21 +106,23 @@ def test_recheck_ranks_the_most_accurate_trials_again_on_all_training_data_and_f
     trained = [t for t in study.trials if t.state.name == "COMPLETE" and "infeasible" not in t.user_attrs
                and "duplicate_of" not in t.user_attrs]
     expected = sorted(trained, key=lambda t: (-t.user_attrs["val_accuracy"], t.number))[:2]
-    done = subprocess.run(nas_command("findings", path, "--recheck", "2", "--final", "--seeds", "1", "--json"),
+    done = subprocess.run(nas_command("findings", path, "--recheck", "2", "--recheck-seeds", "2", "--final", "--seeds",
+                                      "1", "--json"),
                           cwd=folder, env=nas_env(folder), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     rows = data["recheck"]
     assert {r["trial"] for r in rows} == {t.number for t in expected}
     assert [r["val_accuracy"] for r in rows] == sorted((r["val_accuracy"] for r in rows), reverse=True)
+    assert all(len(r["val_accuracies"]) == 2 and r["val_accuracy"] == pytest.approx(sum(r["val_accuracies"]) / 2)
+               for r in rows)  # ranked by the mean over the two seeds
     by_number = {t.number: t for t in expected}
     assert all(r["searched_val_accuracy"] == by_number[r["trial"]].user_attrs["val_accuracy"] for r in rows)
     full = load_dataset({k: v for k, v in dataset.items() if k != "train_samples"}, folder / "cache")
     stored = optuna.load_study(study_name="tiny", storage=url).user_attrs["recheck"]
     assert stored["train_samples"] == len(full.x_train) > 60  # validation held out, train_samples dropped
     # validation accuracy on the full validation split: a whole number of its samples
-    assert all(abs(r["val_accuracy"] * len(full.x_val) - round(r["val_accuracy"] * len(full.x_val))) < 1e-6
-               for r in rows)
+    assert all(abs(a * len(full.x_val) - round(a * len(full.x_val))) < 1e-6 for r in rows for a in r["val_accuracies"])
     assert [r["trial"] for r in data["final"] if r["source"] == "search"] == [rows[0]["trial"]]
     again = subprocess.run(nas_command("findings", path, "--recheck", "0"), cwd=folder, env=nas_env(folder),
                            capture_output=True, text=True)

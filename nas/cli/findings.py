@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                           help="retrain the K most accurate trials as drawn on all training data (validation held "
                                "out; a study's train_samples dropped) and rank them again on validation; with "
                                "--final, the recheck's winner is retrained in place of the automatic picks")
+    findings.add_argument("--recheck-seeds", type=int, default=1, metavar="S",
+                          help="with --recheck: training seeds per trial, ranked by the mean (default 1)")
     findings.add_argument("--threads", type=int, help="with --final or --recheck: torch threads (default: torch's own)")
     add_storage_argument(findings)
     findings.set_defaults(handler=findings_command)
@@ -42,7 +44,7 @@ def findings_command(args: argparse.Namespace) -> int:
     name, url, _ = resolve_target(args.study, args.storage)
     say = (lambda _: None) if args.json else console.print
     if args.recheck is not None:
-        rows = recheck(name, url, args.recheck, threads=args.threads, say=say)
+        rows = recheck(name, url, args.recheck, seeds=range(args.recheck_seeds), threads=args.threads, say=say)
         args.trials = [rows[0].trial, *(n for n in args.trials if n != rows[0].trial)]
     if args.final:
         if args.seeds < 1 or args.genomes < 0:
@@ -94,14 +96,18 @@ def print_findings(data: dict) -> None:
 
 
 def print_recheck(rows: list[dict]) -> None:
+    import statistics
+
     from rich.table import Table
 
-    table = Table("trial", "what", "params", "val (search)", "val (all training data)",
+    seeds = len(rows[0]["val_accuracies"])
+    table = Table("trial", "what", "params", "val (search)", f"val, all training data ({seeds} seeds)",
                   title="recheck: the most accurate trials retrained on all training data (validation only)",
                   title_justify="left")
     for r in rows:
         table.add_row(str(r["trial"]), r["summary"], f"{r['params']:,}", f"{100 * r['searched_val_accuracy']:.2f}%",
-                      f"{100 * r['val_accuracy']:.2f}%")
+                      f"{100 * r['val_accuracy']:.2f}%" + (f" ± {100 * statistics.stdev(r['val_accuracies']):.2f}"
+                                                           if seeds > 1 else ""))
     console.print(table)
 
 
