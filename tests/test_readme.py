@@ -72,6 +72,7 @@ def test_the_defaults_the_readme_names():
     assert "port 8080" in README and args.port == 8080
     args = build_parser().parse_args(["findings", "s.yaml", "--final"])
     assert "[--seeds 3]" in README and args.seeds == 3 and args.genomes == 0
+    assert "[--recheck-seeds 1]" in README and args.recheck_seeds == 1 and args.recheck is None
     args = build_parser().parse_args(["run", "s.yaml", "--backend", "ray"])
     assert args.backend == "ray" and args.ray_address is None  # without --ray-address: a local Ray runtime
 
