@@ -77,5 +77,5 @@ def recheck(name: str, url: str, count: int, *, seeds: Sequence[int] = (0,), thr
 
 def stored_recheck(study: optuna.Study) -> list[RecheckRow]:
     """The ranking the last ``recheck`` stored in the study, most accurate first (empty when it never ran)."""
-    return [RecheckRow(**{**row, "val_accuracies": tuple(row.get("val_accuracies", [row["val_accuracy"]]))})
+    return [RecheckRow(**{**row, "val_accuracies": tuple(row["val_accuracies"])})
             for row in (read_study(study, "recheck") or {}).get("rows", [])]
