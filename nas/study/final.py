@@ -129,18 +129,18 @@ def drawn_training(trial: FrozenTrial, config: StudyConfig, threads: int | None 
 
 
 def retrain(trial: FrozenTrial, config: StudyConfig, data: Splits, seeds: Sequence[int],
-            threads: int | None = None, say: Callable[[str], None] = print) -> tuple[float, ...]:
-    """Test accuracy of ``trial``'s genome after training with its drawn hyperparameters, once per seed."""
+            threads: int | None = None, say: Callable[[str], None] = print, split: str = "test") -> tuple[float, ...]:
+    """Accuracy on ``split`` (test, or val for a recheck) of ``trial``'s genome after training with its drawn
+    hyperparameters, once per seed."""
     genome, drawn = drawn_training(trial, config, threads)
-    epochs = drawn.epochs
     accuracies = []
     for seed in seeds:
-        result = train(genome, data, dataclasses.replace(drawn, seed=seed), evaluate_test=True)
+        result = train(genome, data, dataclasses.replace(drawn, seed=seed), evaluate_test=split == "test")
         if result.stopped is not None:
-            raise ConfigError(f"final retrain of trial {trial.number} (seed {seed}) stopped early: {result.reason}")
-        accuracies.append(float(result.test_accuracy))
-        say(f"trial {trial.number} seed {seed}: test {100 * result.test_accuracy:.2f}% "
-            f"({epochs} epochs, {result.train_time_s:.0f}s)")
+            raise ConfigError(f"retrain of trial {trial.number} (seed {seed}) stopped early: {result.reason}")
+        accuracies.append(float(result.test_accuracy if split == "test" else result.val_accuracy))
+        say(f"trial {trial.number} seed {seed}: {split} {100 * accuracies[-1]:.2f}% "
+            f"({drawn.epochs} epochs, {result.train_time_s:.0f}s)")
     return tuple(accuracies)
 
 

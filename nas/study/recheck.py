@@ -14,9 +14,8 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from evaluators.datasets import load_dataset
-from evaluators.training import train
 from nas.errors import ConfigError
-from nas.study.final import drawn_training, full_data_spec
+from nas.study.final import full_data_spec, retrain
 from nas.study.records import TrialRecord, read_study, write_study
 from nas.study.storage import load_with_baseline, stored_config
 
@@ -58,15 +57,7 @@ def recheck(name: str, url: str, count: int, *, seeds: Sequence[int] = (0,), thr
     rows = []
     for trial in chosen:
         record = TrialRecord.of(trial)
-        genome, drawn = drawn_training(trial, config, threads)
-        accuracies = []
-        for seed in seeds:
-            result = train(genome, data, dataclasses.replace(drawn, seed=seed), evaluate_test=False)
-            if result.stopped is not None:
-                raise ConfigError(f"recheck of trial {trial.number} (seed {seed}) stopped early: {result.reason}")
-            accuracies.append(float(result.val_accuracy))
-            say(f"trial {trial.number} seed {seed}: val {100 * result.val_accuracy:.2f}% (searched "
-                f"{100 * record.val_accuracy:.2f}%, {drawn.epochs} epochs, {result.train_time_s:.0f}s)")
+        accuracies = retrain(trial, config, data, seeds, threads, say, split="val")
         rows.append(RecheckRow(trial.number, record.summary, int(record.params), float(record.val_accuracy),
                                statistics.fmean(accuracies), tuple(accuracies)))
     rows.sort(key=lambda r: (-r.val_accuracy, r.params))
