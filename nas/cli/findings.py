@@ -43,14 +43,15 @@ def findings_command(args: argparse.Namespace) -> int:
 
     name, url, _ = resolve_target(args.study, args.storage)
     say = (lambda _: None) if args.json else console.print
-    if args.recheck is not None:
+    numbers = args.trials
+    if args.recheck is not None:  # its winner goes first among the trials --final retrains
         rows = recheck(name, url, args.recheck, seeds=range(args.recheck_seeds), threads=args.threads, say=say)
-        args.trials = [rows[0].trial, *(n for n in args.trials if n != rows[0].trial)]
+        numbers = [rows[0].trial, *(n for n in args.trials if n != rows[0].trial)]
     if args.final:
         if args.seeds < 1 or args.genomes < 0:
             raise ConfigError(f"--seeds must be at least 1 and --genomes at least 0, got {args.seeds} and "
                               f"{args.genomes}")
-        final_table(name, url, seeds=range(args.seeds), count=args.genomes, also=args.also, numbers=args.trials,
+        final_table(name, url, seeds=range(args.seeds), count=args.genomes, also=args.also, numbers=numbers,
                     threads=args.threads, say=say)
     study, baseline = load_with_baseline(name, url)
     found = findings_data(study.get_trials(deepcopy=False),

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial
 
 from evaluators.datasets import Splits, load_dataset
 from evaluators.specs import DataSpec, parse_dataset_spec
-from evaluators.training import TrainConfig, train
+from evaluators.training import train
 from nas.errors import ConfigError
 from nas.study.config import StudyConfig, parse_config
 from nas.study.records import TrialRecord, read_study, write_study
@@ -121,18 +121,14 @@ def full_data_spec(config: StudyConfig) -> DataSpec:
     return parse_dataset_spec(spec)
 
 
-def drawn_training(trial: FrozenTrial, config: StudyConfig, threads: int | None = None) -> tuple[Genome, TrainConfig]:
-    """``trial``'s genome and the training it drew, at the study's full budget (a dense trial: the epochs it drew)."""
-    genome = Genome.from_json(TrialRecord.of(trial).genome, f"trial {trial.number} genome").validate()
-    epochs = int(trial.params.get("epochs", config.max_epochs))
-    return genome, config.training.train_config(optuna.trial.FixedTrial(trial.params, trial.number), epochs, threads)
-
-
 def retrain(trial: FrozenTrial, config: StudyConfig, data: Splits, seeds: Sequence[int],
             threads: int | None = None, say: Callable[[str], None] = print, split: str = "test") -> tuple[float, ...]:
     """Accuracy on ``split`` (test, or val for a recheck) of ``trial``'s genome after training with its drawn
     hyperparameters, once per seed."""
-    genome, drawn = drawn_training(trial, config, threads)
+    record = TrialRecord.of(trial)
+    genome = Genome.from_json(record.genome, f"trial {trial.number} genome").validate()
+    epochs = int(trial.params.get("epochs", config.max_epochs))  # the dense baseline draws its epochs
+    drawn = config.training.train_config(optuna.trial.FixedTrial(trial.params, trial.number), epochs, threads)
     accuracies = []
     for seed in seeds:
         result = train(genome, data, dataclasses.replace(drawn, seed=seed), evaluate_test=split == "test")
@@ -140,7 +136,7 @@ def retrain(trial: FrozenTrial, config: StudyConfig, data: Splits, seeds: Sequen
             raise ConfigError(f"retrain of trial {trial.number} (seed {seed}) stopped early: {result.reason}")
         accuracies.append(float(result.test_accuracy if split == "test" else result.val_accuracy))
         say(f"trial {trial.number} seed {seed}: {split} {100 * accuracies[-1]:.2f}% "
-            f"({drawn.epochs} epochs, {result.train_time_s:.0f}s)")
+            f"({epochs} epochs, {result.train_time_s:.0f}s)")
     return tuple(accuracies)
 
 

@@ -17,7 +17,7 @@ from evaluators.datasets import load_dataset
 from nas.errors import ConfigError
 from nas.study.final import full_data_spec, retrain
 from nas.study.records import TrialRecord, read_study, write_study
-from nas.study.storage import load_with_baseline, stored_config
+from nas.study.storage import load_study, stored_config
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def recheck(name: str, url: str, count: int, *, seeds: Sequence[int] = (0,), thr
     figure is noisy (FINDINGS.md: a one-seed recheck picked by noise): several seeds rank close candidates."""
     if count < 1 or not seeds:
         raise ConfigError(f"--recheck must be at least 1 and --recheck-seeds at least 1, got {count} and {len(seeds)}")
-    study, _ = load_with_baseline(name, url)
+    study = load_study(name, url)
     config = stored_config(study, url)
     chosen = most_accurate(study, count)
     if not chosen:
