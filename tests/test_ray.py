@@ -256,3 +256,28 @@ def test_a_two_node_cluster_runs_a_study_stored_in_postgres(tmp_path, monkeypatc
         assert {t.user_attrs["node"] for t in trials if "infeasible" not in t.user_attrs} == node_ids
     finally:
         optuna.delete_study(study_name=name, storage=storage)
+
+
+def test_an_enqueued_parameter_set_is_trained_on_ray_once(tmp_path, monkeypatch):
+    """``enqueue`` on the Ray backend: the searcher hands the set out first, a Ray worker trains its genome, and a
+    resume does not hand it out again."""
+    from nas.search.genomes import sample_genome
+    from nas.search.presets import resolve_space
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    space_spec = {"preset": "perm-cnn-1d", "reorder": ["none"]}
+    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3)).ask()
+    genome = sample_genome(probe, resolve_space(space_spec), (32,), 4).validate()
+    study_file, url = write_study(tmp_path, search_space=space_spec, budget={"trials": 2}, enqueue=[probe.params],
+                                  pruner={"name": "none", "min_epochs": 1, "max_epochs": 1})
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        assert main(["run", study_file]) == 0
+        assert main(["run", study_file, "--trials", "3"]) == 0
+    finally:
+        ray.shutdown()
+    trials = trials_of(url)
+    assert [t.number for t in trials if t.params == probe.params] == [0]
+    assert trials[0].user_attrs["genome_key"] == genome.key() and trials[0].state == TrialState.COMPLETE
+    assert trials[0].user_attrs["node"], "trained by a Ray worker"

@@ -97,9 +97,16 @@ def test_report_data_matches_the_storage(study):
     assert min(expected.values()) > 0
     assert data.hypervolume.by_number[-1] == pytest.approx(expected["search"])
     assert data.hypervolume.baseline == pytest.approx(expected["baseline"])
-    assert data.choices.note or data.choices.importances  # ranked, or says why not
     trained_by_hand = [t for t in search.get_trials() if t.state == TrialState.COMPLETE and "infeasible" not in
                        t.user_attrs and "duplicate_of" not in t.user_attrs]
+    sampled = [t for t in trained_by_hand if t.params]
+    assert data.choices.trials == [t.number for t in sampled]
+    if len(sampled) < 5:  # too few for PED-ANOVA: no ranking, and the page says how many there are
+        assert data.choices.importances == {} and f"has {len(sampled)} so far" in data.choices.note
+    else:  # ranked: shares of the sampled parameters, summing to one, or a note saying why not
+        drawn = set().union(*(t.params for t in sampled))
+        assert (set(data.choices.importances) <= drawn and sum(data.choices.importances.values()) == pytest.approx(1)
+                or not data.choices.importances and data.choices.note.startswith("Optuna could not"))
     assert data.findings.trained_trials == len(trained_by_hand) > 0
     assert data.choices.axes[-1].name == "val accuracy"
     # 7 trials, NSGA-II's population 8 (its floor): no generation filled, so the page says the search never bred;

@@ -180,6 +180,22 @@ def test_nas_baseline_writes_the_baseline_nas_run_reads(workdir, capsys):
     assert json.loads(capsys.readouterr().out)["baseline_study"] == baseline_name
 
 
+def test_nas_baseline_trials_keeps_the_baselines_own_limit_and_warm_starts(workdir):
+    """``--trials`` changes how many trials, not which baseline: the one ``nas run`` reads (same name, limit and
+    warm starts)."""
+    from nas.study.config import load_config
+    from nas.study.plan import baseline_config
+
+    study_file = write_study(workdir / "s.yaml", budget={"trials": 1}, baseline={"trials": 3, "max_params": 3000,
+                                                                                 "warm_start": []},
+                             pruner={"name": "none", "min_epochs": 1, "max_epochs": 1})
+    assert main(["baseline", study_file, "--trials", "1"]) == 0
+    linked = optuna.load_study(study_name="s", storage=URL).user_attrs["baseline_study"]
+    assert linked == baseline_config(load_config(study_file)).name and "-p3000-" in linked
+    (tuned,) = trials_of(linked)
+    assert "zoo" not in tuned.user_attrs and tuned.user_attrs["params"] <= 3000
+
+
 def test_a_study_stored_before_a_config_field_existed_resumes(workdir):
     """A stored config lacks fields added since (here ``pruner.floor``): they count at their defaults."""
     study_file = str(conftest.write_study(workdir / "tiny.yaml", budget={"trials": 1}))

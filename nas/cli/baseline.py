@@ -48,7 +48,7 @@ def baseline_command(args: argparse.Namespace) -> int:
         url = args.storage or "sqlite:///runs/baselines/study.db"
     data = config.model_dump(mode="json")
     if args.trials is not None:
-        data["baseline"] = {"trials": args.trials}
+        data["baseline"] = {**data["baseline"], "trials": args.trials}  # its max_params and warm starts stay
     if args.workers is not None:
         data["execution"] = {**data["execution"], "workers": args.workers}
     config = parse_config(data, args.study or "--dataset")
