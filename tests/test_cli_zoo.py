@@ -19,13 +19,15 @@ def test_zoo_show_json_defaults_to_the_seed_shape(capsys):
     code, out, _ = run(capsys, "zoo", "show", "multi-perm-cnn", "--json")
     report = json.loads(out)
     assert code == 0 and report["name"] == "multi-perm-cnn" and report["params"] == 285_028
-    assert report["flops"] == get_zoo("multi-perm-cnn").build().flops and report["input_shape"] == [3072]
+    assert report["input_shape"] == [3072]
 
 
 def test_zoo_show_for_another_input(capsys):
     code, out, _ = run(capsys, "zoo", "show", "lenet5", "--input-shape", "1,32,32", "--classes", "4", "--json")
     report = json.loads(out)
     assert code == 0 and report["input_shape"] == [1, 32, 32] and report["classes"] == 4
+    # multiply-adds by hand: conv 6x32x32x25, conv 16x12x12x(25x6), dense 576x120, 120x84, 84x4
+    assert report["flops"] == 153_600 + 345_600 + 69_120 + 10_080 + 336
     code, out, _ = run(capsys, "zoo", "show", "mnist1d-cnn", "--features", "64", "--json")
     assert json.loads(out)["input_shape"] == [64]
 
@@ -65,6 +67,7 @@ def test_zoo_train_with_reorder_puts_the_recovered_order_in_front(capsys, workdi
     """On shuffled MNIST-1D the chain recovers the order, so a few epochs of the CNN already beat the shuffled run."""
     args = ("zoo", "train", "mnist1d-cnn", "--dataset", "mnist1d:permute", "--epochs", "8", "--json")
     code, out, _ = run(capsys, *args)
+    assert code == 0
     shuffled = json.loads(out)
     code, out, _ = run(capsys, *args, "--reorder", "chain")
     reordered = json.loads(out)

@@ -14,8 +14,8 @@ MINIMAL = {"name": "t", "dataset": {"name": "synthetic"}}
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
 def test_shipped_studies_are_valid(path):
-    config = load_config(path)
-    assert config.name and config.objectives[0].metric == "val_accuracy"
+    config = load_config(path)  # raises on any invalid field
+    assert config.name == path.stem  # its runs/<name>/ folder and study name are the file's: what users look for
 
 
 def test_quickstart_matches_the_documented_default():

@@ -127,3 +127,16 @@ def test_recheck_ranks_the_most_accurate_trials_again_on_all_training_data_and_f
     again = subprocess.run(nas_command("findings", path, "--recheck", "0"), cwd=folder, env=nas_env(folder),
                            capture_output=True, text=True)
     assert again.returncode == 2 and "--recheck must be at least 1" in again.stderr
+
+
+def test_the_most_accurate_pick_is_the_most_accurate_whatever_the_objectives():
+    """With objectives accuracy and FLOPs the front is not ordered by accuracy along parameters: the pick is still
+    the front's most accurate trial, not its largest."""
+    from nas.study.final import chosen_trials
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for acc, params, flops in [(0.90, 5000, 100), (0.80, 9000, 50)]:  # neither dominates the other in (acc, flops)
+        study.add_trial(optuna.trial.create_trial(values=[acc, flops], user_attrs={
+            "val_accuracy": acc, "params": params, "flops": flops}))
+    picks = chosen_trials(study, None, 0)
+    assert [(source, t.user_attrs["val_accuracy"]) for source, t in picks] == [("search", 0.90)]

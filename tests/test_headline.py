@@ -8,8 +8,9 @@ import pytest
 from nas.study.summary import TrialRow, headline, standard_error
 
 
-def row(number: int, val: float, params: int, test: float | None = None, n: int | None = 800) -> TrialRow:
-    return TrialRow(number, "complete", val, test, params, 0, 18, "", "plain", None, None, n)
+def row(number: int, val: float, params: int, test: float | None = None, n: int | None = 800,
+        zoo: str | None = None) -> TrialRow:
+    return TrialRow(number, "complete", val, test, params, 0, 18, "", "plain", None, zoo, n)
 
 
 DENSE = [row(100, 0.588, 15_210, test=0.601), row(101, 0.55, 3_000, test=0.54)]
@@ -40,3 +41,10 @@ def test_far_behind_is_no_claim_and_without_sizes_the_old_rule_holds():
     assert headline([row(1, 0.40, 1_000)], DENSE).verdict is None
     assert headline([row(1, 0.60, 1_000, n=None)], [row(2, 0.59, 2_000, n=None)]).verdict == "beats"
     assert headline([row(1, 0.60, 1_000)], []).text.startswith("No dense baseline")
+
+
+def test_a_warm_start_named_by_the_headline_is_called_one():
+    """The front holds zoo warm starts too; the headline does not pass a hand-designed model off as a find."""
+    h = headline([row(0, 0.70, 5_000, zoo="perm-cnn"), row(9, 0.60, 4_000)], DENSE)
+    assert h.smallest_beating.number == 0 and h.text.startswith("Trial 0 (perm-cnn, a warm start; 70.0% ± 1.6) beats")
+    assert headline([row(9, 0.70, 5_000)], DENSE).text.startswith("Trial 9 (70.0% ± 1.6) beats")

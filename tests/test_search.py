@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import optuna
 import pytest
@@ -49,6 +50,7 @@ def test_run_prunes_by_rung_records_and_resumes(workdir, capsys):
     for t in trials:
         attrs = t.user_attrs
         assert "genome" in attrs and "genome_key" in attrs and attrs["family"]
+        assert t.intermediate_values == {}  # README: none reported, so TPE ranks a PRUNED trial below every complete
         if t.state == TrialState.PRUNED:
             assert attrs["epochs"] < 3 and "rung at epoch" in attrs["reason"] and t.values is None
             assert attrs[f"rung_{attrs['epochs']}"] == attrs["curve"][-1]["val_accuracy"]
@@ -124,6 +126,8 @@ def test_bad_study_exits_2_with_one_line(workdir, capsys, changes, needle):
     assert main(["run", study_file]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err and "Traceback" not in err
+    stored = Path("runs/s/study.db")  # before any trial: no storage yet, or one without trials
+    assert not stored.exists() or all(not s.n_trials for s in optuna.get_all_study_summaries(URL))
 
 
 def test_status_of_a_missing_study_exits_2(workdir, capsys):
@@ -249,3 +253,5 @@ def test_a_bad_enqueued_parameter_set_exits_2_with_one_line(workdir, capsys, cha
     assert main(["run", study_file]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err and "Traceback" not in err
+    stored = Path("runs/s/study.db")  # before any trial: no storage yet, or one without trials
+    assert not stored.exists() or all(not s.n_trials for s in optuna.get_all_study_summaries(URL))

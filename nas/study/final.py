@@ -80,7 +80,8 @@ def chosen_trials(study: optuna.Study, baseline: optuna.Study | None, count: int
     dense_trials = [t for t in baseline.get_trials(deepcopy=False) if TrialRecord.of(t).full_budget] \
         if baseline is not None else []
     best_dense = max(dense_trials, key=lambda t: (TrialRecord.of(t).val_accuracy, -t.number), default=None)
-    picks = [front[-1], *thin_front(front, count)] if count else [front[-1]]
+    most_accurate = max(front, key=lambda t: (TrialRecord.of(t).val_accuracy, -TrialRecord.of(t).params, -t.number))
+    picks = [most_accurate, *thin_front(front, count)] if count else [most_accurate]
     if numbers:
         by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
         missing = [n for n in numbers if n not in by_number or not TrialRecord.of(by_number[n]).full_budget]

@@ -98,7 +98,7 @@ class Headline:
     """How the searched front compares with the best dense baseline, on validation, with its uncertainty.
 
     Best dense = highest val accuracy (fewer parameters on a tie). Among searched trials with fewer parameters, one
-    *beats* it when ahead on validation by more than the combined standard error sqrt(se_searched^2 + se_dense^2),
+    *beats* it when ahead on validation by more than the combined standard error sqrt(se_trial^2 + se_dense^2),
     and *matches* it when within that error either way; the smallest such trial (the more accurate on a tie) is
     named, beating before matching. Test accuracies are shown beside, never used to choose.
     """
@@ -155,7 +155,7 @@ def _headline(front: Sequence[Scored], baseline_front: Sequence[Scored]) -> Head
              "matches": [r for r in smaller if abs(r.val_accuracy - dense.val_accuracy) <= margin(r)]}
     verdict = next((v for v in ("beats", "matches") if named[v]), None)
     if verdict is None:
-        return Headline(f"No searched genome with fewer parameters matches {dense_text} on validation yet.",
+        return Headline(f"No genome of the study with fewer parameters matches {dense_text} on validation yet.",
                         dense, None, None)
     best = min(named[verdict], key=lambda r: (r.params, -r.val_accuracy))
     ratio = dense.params / best.params
@@ -163,7 +163,9 @@ def _headline(front: Sequence[Scored], baseline_front: Sequence[Scored]) -> Head
     se = standard_error(best.val_accuracy, best.val_samples)
     test = f"; test {_pct(best.test_accuracy)} vs {_pct(dense.test_accuracy)}" \
         if best.test_accuracy is not None or dense.test_accuracy is not None else ""
-    return Headline(f"Trial {best.number} ({_pm(best.val_accuracy, se)}) {verdict} {dense_text} on validation "
+    zoo = getattr(best, "zoo", None)  # a warm start is not the search's find: say which model it is
+    named_as = f"Trial {best.number} ({zoo}, a warm start; " if zoo else f"Trial {best.number} ("
+    return Headline(f"{named_as}{_pm(best.val_accuracy, se)}) {verdict} {dense_text} on validation "
                     f"with {fraction} of its parameters ({best.params:,}){test}.", dense, best, ratio, verdict)
 
 
