@@ -155,3 +155,18 @@ def test_a_warm_start_is_never_a_parent_even_when_it_dominates_every_bred_trial(
 
     assert parents_holding_the_warm_start(BreedingNSGAIISampler(seed=0, population_size=POPULATION)) == []
     assert parents_holding_the_warm_start(optuna.samplers.NSGAIISampler(seed=0, population_size=POPULATION)) == [1, 2, 3]
+
+
+def test_nas_run_warns_when_tpe_is_asked_for_more_trials_than_it_is_made_for(workdir, capsys):
+    """TPE's time per trial grows with the study (benchmarks/sampler_scale.py): above 1,000 trials ``nas run`` says
+    so in one line and names NSGA-II; at 1,000 or with NSGA-II it says nothing."""
+    from conftest import write_study
+    from nas.cli import main
+
+    study_file = str(write_study(workdir / "t.yaml", sampler={"name": "tpe", "seed": 0}, execution={"simulate": True}))
+    for trials, sampler, warned in ((1001, "tpe", True), (1000, "tpe", False), (5000, "nsga2", False)):
+        write_study(workdir / "t.yaml", sampler={"name": sampler, "seed": 0}, execution={"simulate": True},
+                    name=f"t{trials}{sampler}")
+        assert main(["run", study_file, "--trials", str(trials), "--minutes", "0.01"]) == 0
+        notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: sampler.name")]
+        assert len(notes) == warned and all("nsga2" in line for line in notes)

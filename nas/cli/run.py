@@ -41,12 +41,16 @@ def apply_overrides(data: dict, args: argparse.Namespace) -> dict:
 
 def run_command(args: argparse.Namespace) -> int:
     from nas.cli.progress import ConsoleReporter
+    from nas.search.samplers import sampler_note
     from nas.study.config import load_config, parse_config
     from nas.study.run import run_study
     from nas.study.summary import study_summary
 
     config = load_config(args.study)
     config = parse_config(apply_overrides(config.model_dump(mode="json", exclude_unset=True), args), args.study)
+    note = sampler_note(config)
+    if note:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)  # one line
     if config.execution.backend == "ray":
         from nas.execution.ray.driver import RayBackend
 

@@ -45,6 +45,19 @@ def make_sampler(config: StudyConfig, worker: int = 0, stored: int = 0) -> optun
     return optuna.samplers.GPSampler(seed=seed)
 
 
+TPE_BUDGET = 1000  # Optuna's recommended budget for TPE tops out here (NSGA-II's at 10,000); measured: RESULTS.md
+
+
+def sampler_note(config: StudyConfig) -> str | None:
+    """A one-line warning when the sampler's own cost will dominate: TPE re-reads and splits every finished trial
+    for each parameter it draws, so its time per trial grows with the study (benchmarks/sampler_scale.py)."""
+    if config.sampler.name != "tpe" or config.budget.trials <= TPE_BUDGET:
+        return None
+    return (f"sampler.name: tpe over {config.budget.trials:,} trials: TPE's time per trial grows with the study "
+            "(about a second per trial at 10,000 here, benchmarks/RESULTS.md); for budgets above "
+            f"{TPE_BUDGET:,} trials sampler.name: nsga2 costs about a millisecond")
+
+
 def default_population(trials: int) -> int:
     """NSGA-II's population when the config sets none: a quarter of the trial budget, between 8 and 50."""
     return max(8, min(50, trials // 4))
