@@ -91,8 +91,13 @@ def test_report_data_matches_the_storage(study):
     assert data.counts["infeasible"] == infeasible and data.not_drawn.get("infeasible", 0) == infeasible
     dense = max(data.baseline_front, key=lambda p: p.val_accuracy)
     assert f"{dense.params:,} params" in data.headline.text
-    if data.headline.smallest_beating is not None:
-        assert data.headline.smallest_beating.params < dense.params
+    named = data.headline.smallest_beating
+    if named is not None:  # a front point smaller than the best dense net, named by number (and zoo name if any)
+        assert named.params < dense.params and named.number in [p.number for p in data.pareto]
+        assert data.headline.text.startswith(f"Trial {named.number} (" + (f"{named.zoo}, a warm start; "
+                                                                          if named.zoo else ""))
+    else:
+        assert data.headline.text.startswith("No genome of the study with fewer parameters matches")
     expected = {"search": hypervolume_by_hand(search), "baseline": hypervolume_by_hand(baseline)}
     assert min(expected.values()) > 0
     assert data.hypervolume.by_number[-1] == pytest.approx(expected["search"])
