@@ -36,3 +36,10 @@ def write_section(section: str, path: Path = RESULTS) -> None:
         handle.write(replace_section(text, heading[3:].strip(), body))
     os.chmod(tmp, mode)  # mkstemp makes 0600; keep the file readable like the rest of the tree
     os.replace(tmp, path)
+
+
+def sizes_table(label: str, rows: dict[str, list[float]], sizes: list[int], digits: int = 0) -> list[str]:
+    """Markdown lines of a table with one row per name and one column per study size: milliseconds per trial."""
+    lines = [f"| {label} | " + " | ".join(f"ms per trial at {s:,}" for s in sizes) + " |", "|---|" + "---:|" * len(sizes)]
+    return lines + [f"| {name} | " + " | ".join(f"{v:.{digits}f}" for v in values) + " |"
+                    for name, values in rows.items()]

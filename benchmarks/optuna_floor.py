@@ -28,7 +28,7 @@ import optuna
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from _results import write_section  # noqa: E402
+from _results import sizes_table, write_section  # noqa: E402
 from scale import STUDY, grow  # noqa: E402
 
 SECTION = "## Optuna's own cost per trial (the floor under Scale)"
@@ -94,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 "nas run --simulate": ours(folder, sizes)}
     command = "python benchmarks/optuna_floor.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     lines = [SECTION, "", f"Command: `{command}` (SQLite, one worker, nothing trained; the script's docstring says "
-             "what each row runs)", "", "| study | " + " | ".join(f"ms per trial at {s:,}" for s in sizes) + " |",
-             "|---|" + "---:|" * len(sizes)]
-    lines += [f"| {name} | " + " | ".join(f"{v:.0f}" for v in values) + " |" for name, values in rows.items()]
+             "what each row runs)", "", *sizes_table("study", rows, sizes)]
     text = "\n".join(lines)
     print(text)
     if args.write_results:

@@ -25,7 +25,7 @@ import optuna
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from _results import write_section  # noqa: E402
+from _results import sizes_table, write_section  # noqa: E402
 from scale import STUDY  # noqa: E402
 from nas.search.genomes import sample_genome  # noqa: E402
 from nas.search.presets import resolve_space  # noqa: E402
@@ -85,11 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} at {size}: {rows[name][-1]:.1f} ms", file=sys.stderr, flush=True)
             study = filled_study(size, space)  # the next sampler sees the same trials, not these asks too
     command = "python benchmarks/sampler_scale.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    lines = [SECTION, "", f"Command: `{command}`", "", __doc__.split("\n\n")[2].replace("\n", " "), "",
-             "| sampler | " + " | ".join(f"ms per trial at {s:,}" for s in args.sizes) + " |",
-             "|---|" + "---:|" * len(args.sizes)]
-    lines += [f"| {name} | " + " | ".join(f"{v:.1f}" for v in values) + " |" for name, values in rows.items()]
-    text = "\n".join(lines)
+    text = "\n".join([SECTION, "", f"Command: `{command}`", "", __doc__.split("\n\n")[2].replace("\n", " "), "",
+                      *sizes_table("sampler", rows, args.sizes, digits=1)])
     print(text)
     if args.write_results:
         write_section(text)
