@@ -54,8 +54,8 @@ def sampler_note(config: StudyConfig) -> str | None:
     if config.sampler.name != "tpe" or config.budget.trials <= TPE_BUDGET:
         return None
     return (f"sampler.name: tpe over {config.budget.trials:,} trials: TPE's time per trial grows with the study "
-            "(about a second per trial at 10,000 here, benchmarks/RESULTS.md); for budgets above "
-            f"{TPE_BUDGET:,} trials sampler.name: nsga2 costs about a millisecond")
+            "(0.8 s of sampling per trial at 10,000 trials, NSGA-II 3 ms: benchmarks/RESULTS.md); for budgets "
+            f"above {TPE_BUDGET:,} trials consider sampler.name: nsga2")
 
 
 def default_population(trials: int) -> int:
