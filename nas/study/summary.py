@@ -97,7 +97,7 @@ def standard_error(accuracy: float, samples: int | None) -> float:
 class Headline:
     """How the searched front compares with the best dense baseline, on validation, with its uncertainty.
 
-    Best dense = highest val accuracy (fewer parameters on a tie). Among searched trials with fewer parameters, one
+    Best dense = highest val accuracy (fewer parameters on a tie). Among front trials with fewer parameters, one
     *beats* it when ahead on validation by more than the combined standard error sqrt(se_trial^2 + se_dense^2),
     and *matches* it when within that error either way; the smallest such trial (the more accurate on a tie) is
     named, beating before matching. Test accuracies are shown beside, never used to choose.
