@@ -77,13 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     space = resolve_space(STUDY["search_space"])
     rows = {name: [] for name in SAMPLERS}
     for size in args.sizes:
-        study = filled_study(size, space)
         for name, sampler in SAMPLERS.items():
             config = parse_config({**STUDY, "name": "sampler-scale", "sampler": sampler,
                                    "budget": {"trials": max(args.sizes)}})
+            study = filled_study(size, space)  # seeded: every sampler sees the same trials, not another's asks
             rows[name].append(ms_per_ask(study, make_sampler(config), space, args.asks))
             print(f"{name} at {size}: {rows[name][-1]:.1f} ms", file=sys.stderr, flush=True)
-            study = filled_study(size, space)  # the next sampler sees the same trials, not these asks too
     command = "python benchmarks/sampler_scale.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = "\n".join([SECTION, "", f"Command: `{command}`", "", __doc__.split("\n\n")[2].replace("\n", " "), "",
                       *sizes_table("sampler", rows, args.sizes, digits=1)])
