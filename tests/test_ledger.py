@@ -58,15 +58,21 @@ def observed(book: Ledger) -> dict:
     }
 
 
-@pytest.mark.parametrize("seed, directions", [(0, ["maximize", "minimize"]), (1, ["maximize", "minimize"]),
-                                              (2, ["maximize", "minimize"]), (3, ["maximize"])])
-def test_the_ledger_equals_a_full_read_after_every_step_of_a_random_history(tmp_path, seed, directions):
+@pytest.mark.parametrize("seed, directions, kind", [(0, ["maximize", "minimize"], "sqlite"),
+                                                    (1, ["maximize", "minimize"], "sqlite"),
+                                                    (2, ["maximize", "minimize"], "sqlite"),
+                                                    (3, ["maximize"], "sqlite"),
+                                                    (4, ["maximize", "minimize"], "memory")])
+def test_the_ledger_equals_a_full_read_after_every_step_of_a_random_history(tmp_path, seed, directions, kind):
     """With one objective (accuracy) the study's front is its most accurate trials, while ``size_front`` (the
-    hypervolume's points) is still accuracy against parameters."""
+    hypervolume's points) is still accuracy against parameters. SQLite takes the ledger's SQL reads (states, then
+    whole finished trials and running ones' indexed attributes); an in-memory storage the whole-trial path."""
     rng = random.Random(seed)
     url = f"sqlite:///{tmp_path}/ledger.db"
-    writer = optuna.create_study(study_name="s", storage=open_storage(url), directions=directions)
-    reader = optuna.load_study(study_name="s", storage=open_storage(url))  # another process's view
+    memory = optuna.storages.InMemoryStorage()
+    writer = optuna.create_study(study_name="s", storage=open_storage(url) if kind == "sqlite" else memory,
+                                 directions=directions)
+    reader = optuna.load_study(study_name="s", storage=open_storage(url) if kind == "sqlite" else memory)
     book = Ledger(reader)
     running: list[optuna.Trial] = []
     for _ in range(60):
@@ -140,3 +146,38 @@ def test_a_deleted_study_takes_its_ledger_with_it(tmp_path):
     del study
     gc.collect()
     assert len(_LEDGERS) == before - 1
+
+
+def test_a_running_twin_holder_comes_back_whole_while_the_ledger_skips_running_curves(tmp_path):
+    """The ledger keeps of a running trial what its indexes need (twin key, rungs, sizes), not the curve every
+    epoch rewrites; the holder it hands to a waiting twin is read whole: its worker and heartbeat say if it lives."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    writer = optuna.create_study(study_name="s", storage=open_storage(url), directions=["maximize", "minimize"])
+    running = writer.ask()
+    write(running, params=50, twin_key="a", curve=[{"epoch": 1, "val_accuracy": 0.4}], heartbeat=123.0, pid=7)
+    write_rung(running, 2, 0.4)
+    reader = optuna.load_study(study_name="s", storage=open_storage(url))
+    book = Ledger(reader).refresh()
+    (record,) = book.unfinished.values()
+    assert (record.number, record.twin_key, record.params, record.rungs) == (running.number, "a", 50, {2: 0.4})
+    assert record.curve == [] and record.heartbeat is None  # not read
+    twin = book.holder("a", exclude=-1)
+    assert twin.state == TrialState.RUNNING and TrialRecord.of(twin).heartbeat == 123.0
+    assert TrialRecord.of(twin).curve == [{"epoch": 1, "val_accuracy": 0.4}]
+    write(running, val_accuracy=0.5)
+    writer.tell(running, [0.5, 50])
+    assert book.refresh().unfinished == {} and book.holder("a", exclude=-1).state == TrialState.COMPLETE
+
+
+def test_objective_values_read_by_sql_equal_optunas_including_infinities(tmp_path):
+    from nas.study.storage import read_values, storage_trial_id
+
+    study = optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path}/ledger.db"),
+                                directions=["maximize", "minimize"])
+    for values in ([0.5, 3.0], [float("inf"), -2.5], [0.25, float("-inf")]):
+        study.tell(study.ask(), values)
+    study.tell(study.ask(), state=TrialState.PRUNED)  # no values
+    trials = study.get_trials(deepcopy=False)
+    read = read_values(study, [storage_trial_id(t) for t in trials])
+    assert read == {storage_trial_id(t): tuple(t.values) for t in trials if t.values is not None}
+    assert len(read) == 3

@@ -115,7 +115,8 @@ class BreedingNSGAIISampler(optuna.samplers.NSGAIISampler):
         self._bred_space = BredSearchSpace()
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        space = self._bred_space.calculate(study.get_trials(deepcopy=False))
+        # Optuna's per-ask trial cache (what its own samplers read): ``get_trials`` would read the storage again
+        space = self._bred_space.calculate(study._get_trials(deepcopy=False, use_cache=True))  # noqa: SLF001
         return {name: d for name, d in space.items() if not d.single()}  # single values: sampled independently
 
     def get_population(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:

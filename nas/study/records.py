@@ -76,10 +76,14 @@ class TrialRecord:
     @classmethod
     def of(cls, trial: FrozenTrial | optuna.Trial) -> "TrialRecord":
         """The record of a stored trial, or of a live one (RUNNING) as written so far."""
-        attrs = trial.user_attrs
+        return cls.from_attrs(trial.number, getattr(trial, "state", TrialState.RUNNING), trial.user_attrs)
+
+    @classmethod
+    def from_attrs(cls, number: int, state: TrialState, attrs: dict[str, Any]) -> "TrialRecord":
+        """The record of trial ``number`` from its user attributes (all of them, or the ones a reader needs)."""
         rungs = {int(k[len(RUNG_PREFIX):]): v for k, v in attrs.items() if k.startswith(RUNG_PREFIX)}
         known = {k: attrs[k] for k in WRITABLE if k in attrs and attrs[k] is not None}
-        return cls(number=trial.number, state=getattr(trial, "state", TrialState.RUNNING), rungs=rungs, **known)
+        return cls(number=number, state=state, rungs=rungs, **known)
 
     @property
     def full_budget(self) -> bool:
