@@ -51,11 +51,15 @@ def test_final_retrains_the_front_and_the_best_dense_on_all_train_and_val(finish
     assert best_dense.number in [r["trial"] for r in rows if r["source"] == "dense"]
 
 
-def test_a_zoo_model_the_study_never_tried_is_one_line_naming_it(finished):
+def test_a_zoo_model_the_study_never_tried_is_one_line_naming_it_before_any_recheck(finished):
     folder, path, _, _ = finished
     done = subprocess.run(nas_command("findings", path, "--final", "--also", "lenet5"), cwd=folder,
                           env=nas_env(folder), capture_output=True, text=True)
     assert done.returncode == 2 and "--also lenet5" in done.stderr and "Traceback" not in done.stderr
+    rechecked = subprocess.run(nas_command("findings", path, "--recheck", "1", "--final", "--also", "lenet5"),
+                               cwd=folder, env=nas_env(folder), capture_output=True, text=True)
+    assert rechecked.returncode == 2 and "--also lenet5" in rechecked.stderr
+    assert "rechecking" not in rechecked.stdout  # refused before retraining anything
 
 
 def test_the_smallest_trial_within_some_points_of_an_accuracy():

@@ -35,22 +35,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def findings_command(args: argparse.Namespace) -> int:
     from nas.errors import ConfigError
-    from nas.study.final import final_table, stored_final
+    from nas.study.final import final_table, stored_final, zoo_trials
     from nas.study.recheck import recheck, stored_recheck
-    from nas.study.storage import load_with_baseline
+    from nas.study.storage import load_study, load_with_baseline
     from nas.study.summary import params_reference
     from reports.findings import findings_data
 
     name, url, _ = resolve_target(args.study, args.storage)
     say = (lambda _: None) if args.json else console.print
     numbers = args.trials
+    if args.final:  # before a recheck: a bad argument must not wait for its retraining
+        if args.seeds < 1 or args.genomes < 0:
+            raise ConfigError(f"--seeds must be at least 1 and --genomes at least 0, got {args.seeds} and "
+                              f"{args.genomes}")
+        zoo_trials(load_study(name, url), args.also)
     if args.recheck is not None:  # its winner goes first among the trials --final retrains
         rows = recheck(name, url, args.recheck, seeds=range(args.recheck_seeds), threads=args.threads, say=say)
         numbers = [rows[0].trial, *(n for n in args.trials if n != rows[0].trial)]
     if args.final:
-        if args.seeds < 1 or args.genomes < 0:
-            raise ConfigError(f"--seeds must be at least 1 and --genomes at least 0, got {args.seeds} and "
-                              f"{args.genomes}")
         final_table(name, url, seeds=range(args.seeds), count=args.genomes, also=args.also, numbers=numbers,
                     threads=args.threads, say=say)
     study, baseline = load_with_baseline(name, url)

@@ -99,14 +99,21 @@ def chosen_trials(study: optuna.Study, baseline: optuna.Study | None, count: int
         near = smallest_within(pareto_trials(baseline), TrialRecord.of(best_dense).val_accuracy, 1)
         for trial in {t.number: t for t in (near, best_dense) if t is not None}.values():
             chosen.append(("dense", trial))
+    for trial in zoo_trials(study, also):
+        if trial.number not in {t.number for source, t in chosen if source == "search"}:  # dense: another study
+            chosen.append(("zoo", trial))
+    return chosen
+
+
+def zoo_trials(study: optuna.Study, also: Sequence[str]) -> list[FrozenTrial]:
+    """The warm-start trial of each zoo model named in ``also``; a ConfigError naming the first the study lacks
+    (``nas findings`` asks before a recheck, so a typo does not wait for an hour of retraining)."""
     by_zoo = {TrialRecord.of(t).zoo: t for t in study.get_trials(deepcopy=False) if TrialRecord.of(t).zoo}
     for name in also:
         if name not in by_zoo:
             raise ConfigError(f"--also {name}: the study has no warm-start trial of zoo model {name!r}; its zoo "
                               f"trials are {', '.join(sorted(by_zoo)) or 'none'}")
-        if by_zoo[name].number not in {t.number for source, t in chosen if source == "search"}:  # dense: another study
-            chosen.append(("zoo", by_zoo[name]))
-    return chosen
+    return [by_zoo[name] for name in also]
 
 
 def train_plus_val(data: Splits) -> Splits:
