@@ -42,6 +42,7 @@ class Seen(NamedTuple):
 
 
 def seen_whole(trial: FrozenTrial) -> Seen:
+    """A trial read whole, as the ledger keeps it (storages without SQL)."""
     return Seen(storage_trial_id(trial), TrialRecord.of(trial), tuple(trial.values) if trial.values else None)
 
 
@@ -137,10 +138,12 @@ class Ledger:
 
     @property
     def front(self) -> list[FrozenTrial]:
+        """The trained trials non-dominated in the study's objectives, whole, by increasing parameter count."""
         return self._read_whole(self.front_seen)
 
     @property
     def size_front(self) -> list[FrozenTrial]:
+        """The trained trials non-dominated in (val accuracy, params), whole: the hypervolume's points."""
         return self._read_whole(self.size_front_seen)
 
     def shown_front(self) -> list[FrozenTrial]:
