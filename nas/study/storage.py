@@ -76,7 +76,9 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
             raise ConfigError(f"storage: cannot open {path} ({exc})") from None
         kwargs = {"connect_args": {"timeout": 60}}
     elif url.startswith("postgresql"):
-        kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+        # One idle connection kept per process, more opened only while threads overlap (the heartbeat): with
+        # SQLAlchemy's default pool of 5, 32 workers held ~3 each and PostgreSQL's default 100 slots ran out
+        kwargs = {"pool_pre_ping": True, "pool_size": 1, "max_overflow": 8, "connect_args": {"connect_timeout": 10}}
     elif url.startswith("mysql"):
         raise ConfigError(f"storage: MySQL is not supported ({mask_url(url)!r}): the budget lock that keeps concurrent "
                           "workers to the exact budget exists for SQLite and PostgreSQL only; use one of those")
