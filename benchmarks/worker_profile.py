@@ -24,9 +24,8 @@ import optuna
 from nas.execution.local import worker_loop
 from nas.study.config import parse_config
 from nas.study.plan import RunPlan
-from nas.study.run import create_study
 from nas.study.storage import open_storage
-from scale import STUDY
+from scale import STUDY, grow
 
 
 def profiled_worker(config_data: dict, url: str, worker: int, stored: int, out: str) -> None:
@@ -37,15 +36,11 @@ def profiled_worker(config_data: dict, url: str, worker: int, stored: int, out: 
     profile.dump_stats(f"{out}/worker{worker}.prof")
 
 
-def run_workers(folder: Path, url: str, workers: int, size: int, profile: bool) -> None:
-    """Grows the study to ``size`` trials with ``workers`` processes (profiled when ``profile``)."""
+def profiled_workers(folder: Path, url: str, workers: int, size: int) -> None:
+    """Grows study ``scale`` to ``size`` trials with ``workers`` profiled processes."""
     config = parse_config({**STUDY, "name": "scale", "storage": url, "budget": {"trials": size},
                            "execution": {**STUDY["execution"], "workers": workers}})
-    create_study(config, url)
     stored = len(optuna.load_study(study_name="scale", storage=open_storage(url)).get_trials(deepcopy=False))
-    if not profile:
-        worker_loop(RunPlan(config, url), 0, 1, None, stored)
-        return
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=profiled_worker,
                                  args=(config.model_dump(mode="json"), url, i, stored, str(folder)))
@@ -66,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         url = f"sqlite:///{folder}/study.db"
-        run_workers(folder, url, 1, args.base, profile=False)
+        grow(folder, url, "scale", 1, args.base)  # `nas run`, unprofiled
         started = time.perf_counter()
-        run_workers(folder, url, args.workers, args.base + args.add, profile=True)
+        profiled_workers(folder, url, args.workers, args.base + args.add)
         print(f"{args.workers} workers added {args.add} trials in {time.perf_counter() - started:.0f} s (wall, "
               "profiled)")
         stats = pstats.Stats(*map(str, folder.glob("worker*.prof")), stream=sys.stdout)

@@ -66,7 +66,7 @@ def observed(book: Ledger) -> dict:
 def test_the_ledger_equals_a_full_read_after_every_step_of_a_random_history(tmp_path, seed, directions, kind):
     """With one objective (accuracy) the study's front is its most accurate trials, while ``size_front`` (the
     hypervolume's points) is still accuracy against parameters. SQLite takes the ledger's SQL reads (states, then
-    whole finished trials and running ones' indexed attributes); an in-memory storage the whole-trial path."""
+    indexed attributes and finished trials' values); an in-memory storage the whole-trial path."""
     rng = random.Random(seed)
     url = f"sqlite:///{tmp_path}/ledger.db"
     memory = optuna.storages.InMemoryStorage()

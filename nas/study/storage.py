@@ -241,32 +241,29 @@ def rdb_backend(study: optuna.Study) -> optuna.storages.RDBStorage | None:
 
 
 def changed_trials(study: optuna.Study, after_id: int, unfinished_ids: set[int]) -> list[FrozenTrial]:
-    """The study's trials with a storage id above ``after_id`` or in ``unfinished_ids``: what may have changed
-    since a reader saw every trial up to ``after_id`` finished. One query on an RDB storage (the delta Optuna's
-    own trial cache reads); other storages are filtered in memory."""
-    backend = rdb_backend(study)
-    if backend is not None:
-        return backend._get_trials(study._study_id, states=None, included_trial_ids=unfinished_ids,  # noqa: SLF001
-                                   trial_id_greater_than=after_id)
+    """The study's trials with a storage id above ``after_id`` or in ``unfinished_ids``, whole, filtered in
+    memory: what the ledger reads on a storage without SQL (on SQL see :func:`changed_states`)."""
     return [t for t in study.get_trials(deepcopy=False)
             if storage_trial_id(t) > after_id or storage_trial_id(t) in unfinished_ids]
+
+
+def _sql_rows(study: optuna.Study, query: str, lists: tuple[str, ...] = (), **params) -> list:
+    """The rows of ``query`` on the study's SQL storage; the parameters named in ``lists`` fill ``IN :name``."""
+    statement = sqlalchemy.text(query).bindparams(*(sqlalchemy.bindparam(name, expanding=True) for name in lists))
+    with rdb_backend(study).engine.connect() as connection:
+        return connection.execute(statement, params).all()
 
 
 def changed_states(study: optuna.Study, after_id: int,
                    unfinished_ids: set[int]) -> list[tuple[int, int, TrialState]] | None:
     """(storage id, number, state) of the trials :func:`changed_trials` would read, from one query on the trials
     table alone (no parameters, values or attributes); None on a storage without SQL."""
-    backend = rdb_backend(study)
-    if backend is None:
+    if rdb_backend(study) is None:
         return None
-    query = "SELECT trial_id, number, state FROM trials WHERE study_id = :study AND (trial_id > :after"
-    query += " OR trial_id IN :ids)" if unfinished_ids else ")"
-    statement = sqlalchemy.text(query)
-    if unfinished_ids:
-        statement = statement.bindparams(sqlalchemy.bindparam("ids", expanding=True))
-    with backend.engine.connect() as connection:
-        rows = connection.execute(statement, {"study": study._study_id, "after": after_id,  # noqa: SLF001
-                                              "ids": sorted(unfinished_ids)}).all()
+    query = "SELECT trial_id, number, state FROM trials WHERE study_id = :study_id AND (trial_id > :after"
+    ids = {"ids": sorted(unfinished_ids)} if unfinished_ids else {}
+    rows = _sql_rows(study, query + (" OR trial_id IN :ids)" if ids else ")"), tuple(ids),
+                     study_id=study._study_id, after=after_id, **ids)  # noqa: SLF001
     return [(int(trial_id), int(number), TrialState[state]) for trial_id, number, state in rows]
 
 
@@ -289,12 +286,9 @@ def read_user_attrs(study: optuna.Study, trial_ids: list[int], keys: tuple[str, 
     running trial's curve and heartbeat, rewritten every epoch, are not read. An RDB storage only."""
     if not trial_ids:
         return {}
-    statement = sqlalchemy.text(
-        "SELECT trial_id, key, value_json FROM trial_user_attributes WHERE trial_id IN :ids "
-        "AND (key IN :keys OR key LIKE :prefix)").bindparams(sqlalchemy.bindparam("ids", expanding=True),
-                                                             sqlalchemy.bindparam("keys", expanding=True))
-    with rdb_backend(study).engine.connect() as connection:
-        rows = connection.execute(statement, {"ids": trial_ids, "keys": list(keys), "prefix": f"{prefix}%"}).all()
+    rows = _sql_rows(study, "SELECT trial_id, key, value_json FROM trial_user_attributes WHERE trial_id IN :ids "
+                            "AND (key IN :keys OR key LIKE :prefix)", ("ids", "keys"),
+                     ids=trial_ids, keys=list(keys), prefix=f"{prefix}%")
     attrs: dict[int, dict] = {trial_id: {} for trial_id in trial_ids}
     for trial_id, key, value in rows:
         if key in keys or key.startswith(prefix):  # LIKE's "_" matches any one character
@@ -306,10 +300,8 @@ def read_values(study: optuna.Study, trial_ids: list[int]) -> dict[int, tuple[fl
     """Storage id -> objective values, for the trials among these that have values. An RDB storage only."""
     if not trial_ids:
         return {}
-    statement = sqlalchemy.text("SELECT trial_id, objective, value, value_type FROM trial_values "
-                                "WHERE trial_id IN :ids").bindparams(sqlalchemy.bindparam("ids", expanding=True))
-    with rdb_backend(study).engine.connect() as connection:
-        rows = connection.execute(statement, {"ids": trial_ids}).all()
+    rows = _sql_rows(study, "SELECT trial_id, objective, value, value_type FROM trial_values WHERE trial_id IN :ids",
+                     ("ids",), ids=trial_ids)
     by_trial: dict[int, dict[int, float]] = {}
     for trial_id, objective, value, kind in rows:  # Optuna stores an infinite value as its sign, no number
         number = {"INF_POS": math.inf, "INF_NEG": -math.inf}.get(kind, value)
