@@ -1,17 +1,27 @@
-"""Attribute groups written in one transaction: stored, visible to the live trial, refused whole once finished."""
+"""Attribute groups written in one transaction: stored, visible to the live trial, refused whole once finished;
+on SQLite and PostgreSQL in two statements however many attributes."""
 from __future__ import annotations
+
+import uuid
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.exceptions import UpdateFinishedTrialError
 
 from nas.study.attr_writes import set_user_attrs
 from nas.study.storage import StoredTrial, open_storage
 
 
-@pytest.fixture()
-def study(tmp_path):
-    return optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path}/a.db"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def study(request, tmp_path):
+    if request.param == "sqlite":
+        yield optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path}/a.db"))
+        return
+    storage = open_storage(request.getfixturevalue("postgres_url"))
+    name = f"attr-writes-{uuid.uuid4().hex[:8]}"
+    yield optuna.create_study(study_name=name, storage=storage)
+    optuna.delete_study(study_name=name, storage=storage)
 
 
 def stored_attrs(study: optuna.Study, number: int) -> dict:
@@ -29,7 +39,7 @@ def test_a_group_is_stored_and_the_live_trial_sees_it(study):
 
 def test_a_trial_opened_by_number_is_written_the_same_way(study):
     trial = study.ask()
-    set_user_attrs(StoredTrial.by_number(study._storage, "s", trial.number), {"reason": "x", "killed": True})
+    set_user_attrs(StoredTrial.by_number(study._storage, study.study_name, trial.number), {"reason": "x", "killed": True})
     assert stored_attrs(study, trial.number) == {"reason": "x", "killed": True}
 
 
@@ -39,3 +49,17 @@ def test_a_finished_trial_refuses_the_whole_group(study):
     with pytest.raises(UpdateFinishedTrialError):
         set_user_attrs(trial, {"a": 1, "b": 2})
     assert stored_attrs(study, trial.number) == {}
+
+
+def test_a_group_costs_two_statements_however_many_attributes(study):
+    trial = study.ask()
+    statements = []
+    engine = study._storage._backend.engine
+    listener = lambda *args: statements.append(args[2])  # noqa: E731 (before_cursor_execute: the SQL text)
+    sqlalchemy.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        set_user_attrs(trial, {f"a{i}": i for i in range(20)})
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", listener)
+    assert len(statements) == 2, statements
+    assert stored_attrs(study, trial.number) == {f"a{i}": i for i in range(20)}

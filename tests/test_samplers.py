@@ -170,3 +170,37 @@ def test_nas_run_warns_when_tpe_is_asked_for_more_trials_than_it_is_made_for(wor
         assert main(["run", study_file, "--trials", str(trials), "--minutes", "0.01"]) == 0
         notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: sampler.name")]
         assert len(notes) == warned and all("nsga2" in line for line in notes)
+
+
+class StockReadsNSGAIISampler(BreedingNSGAIISampler):
+    """Ours with Optuna's own generation count and parent reads (each rescans the study's trials)."""
+
+    def get_trial_generation(self, study, trial):
+        return optuna.samplers.NSGAIISampler.get_trial_generation(self, study, trial)
+
+    def get_parent_population(self, study, generation):
+        return optuna.samplers.NSGAIISampler.get_parent_population(self, study, generation)
+
+
+def test_incremental_generation_counts_and_parents_sample_what_optunas_rescans_sample():
+    """Trials asked in batches of 3 before any is told (as workers overlap), a warm start, pruned trials: the
+    incremental reads give every trial the same generation and parameters as Optuna's rescans."""
+    def run(sampler):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+        warm = study.ask()
+        warm.set_user_attr("zoo", "lenet5")
+        study.tell(warm, [0.5, 0.5])
+        for batch in range(25):
+            trials = [study.ask() for _ in range(3)]
+            for i, trial in enumerate(reversed(trials)):  # told out of order
+                x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+                if (batch + i) % 4 == 0:
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                else:
+                    study.tell(trial, [x, 1 - x + y])
+        return [(t.params, generations([t])) for t in study.trials]
+
+    ours = run(BreedingNSGAIISampler(seed=3, population_size=8))
+    assert ours == run(StockReadsNSGAIISampler(seed=3, population_size=8))
+    assert max(max(g, default=0) for _, g in ours) >= 4  # it bred: several generations were counted

@@ -103,16 +103,67 @@ class BredSearchSpace:
         return dict(sorted((space or {}).items()))
 
 
+class GenerationCounts:
+    """How many COMPLETE trials each NSGA-II generation holds, read incrementally like :class:`BredSearchSpace`:
+    Optuna's own count rescans every COMPLETE trial of the study at each trial (10,000 at 10,000 trials)."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+        self._counts: dict[int, int] = {}  # over trials[:settled], all finished
+        self._settled = 0
+
+    def latest(self, trials: list[FrozenTrial]) -> tuple[int, int]:
+        """(the highest generation among COMPLETE trials (0 when none), how many COMPLETE trials it holds)."""
+        while self._settled < len(trials) and trials[self._settled].state.is_finished():
+            self._count(self._counts, trials[self._settled])
+            self._settled += 1
+        counts = dict(self._counts)
+        for trial in trials[self._settled:]:
+            self._count(counts, trial)
+        if not counts:
+            return 0, 0
+        top = max(counts)
+        return top, counts[top]
+
+    def _count(self, counts: dict[int, int], trial: FrozenTrial) -> None:
+        generation = trial.system_attrs.get(self._key, -1) if trial.state == TrialState.COMPLETE else -1
+        if generation >= 0:
+            counts[generation] = counts.get(generation, 0) + 1
+
+
 class BreedingNSGAIISampler(optuna.samplers.NSGAIISampler):
     """Optuna's NSGA-II, breeding only from the trials it sampled. Stock NSGA-II breeds over the parameters that
     *every* COMPLETE trial has; a warm-start trial (a zoo genome, none of the preset's parameters) empties that
     set, and every later trial was drawn at random (measured on the quickstart: an empty search space, and
     sampled genomes that did not shrink over 4 generations). Warm-start trials stay in the study and on its
-    fronts but are never parents (one may still fill a slot of the generation it ran in)."""
+    fronts but are never parents (one may still fill a slot of the generation it ran in).
+
+    Its reads grow no more with the study: the generation count is incremental and a generation's parents are read
+    once per sampler (Optuna re-reads and re-sorts every trial from the storage at each trial to find them; where two
+    workers select a generation's parents at the same moment, each keeps its own, as Optuna's first use does)."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._bred_space = BredSearchSpace()
+        self._generations = GenerationCounts(self._get_generation_key())
+        self._parents: dict[int, list[FrozenTrial]] = {}  # the latest generation asked for only
+
+    def get_trial_generation(self, study: optuna.Study, trial: FrozenTrial) -> int:
+        generation = trial.system_attrs.get(self._get_generation_key())
+        if generation is not None:
+            return generation
+        trials = study._get_trials(deepcopy=False, use_cache=True)  # noqa: SLF001 (Optuna's per-ask cache)
+        latest, count = self._generations.latest(trials)
+        generation = latest if count < self._population_size else latest + 1
+        study._storage.set_trial_system_attr(trial._trial_id, self._get_generation_key(), generation)  # noqa: SLF001
+        return generation
+
+    def get_parent_population(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
+        if generation in self._parents:
+            return self._parents[generation]
+        parents = super().get_parent_population(study, generation)  # selected (and stored), or read back
+        self._parents = {generation: sorted(parents, key=lambda t: t.number)}  # read back, Optuna orders by number
+        return parents
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         # Optuna's per-ask trial cache (what its own samplers read): ``get_trials`` would read the storage again
