@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.study.attr_writes import set_user_attrs
+from nas.study.trial_writes import set_user_attrs
 
 RUNG_PREFIX = "rung_"
 
