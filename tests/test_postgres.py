@@ -10,6 +10,7 @@ import subprocess
 import uuid
 
 import optuna
+import sqlalchemy
 from conftest import nas_command, nas_env, write_study
 from optuna.trial import TrialState
 
@@ -81,3 +82,26 @@ def test_a_process_keeps_one_idle_postgres_connection_after_threads_overlapped(p
         thread.join()
     assert held == [1, 1, 1] and engine.pool.checkedin() == 1  # the other two closed on return
     engine.dispose()
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced(postgres_url, monkeypatch):
+    """Without a ping at every checkout (a round trip per storage call), a pooled connection that sat idle is pinged
+    before use; one the server closed meanwhile is replaced, and the storage call succeeds."""
+    import nas.study.storage as storage_module
+
+    storage = open_storage(postgres_url)
+    name = f"idle-{uuid.uuid4().hex[:8]}"
+    study = optuna.create_study(study_name=name, storage=storage)
+    try:
+        with storage.engine.connect() as connection:
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        killer = sqlalchemy.create_engine(postgres_url, poolclass=sqlalchemy.pool.NullPool)
+        with killer.connect() as connection:
+            assert connection.exec_driver_sql(f"SELECT pg_terminate_backend({pid})").scalar()
+        killer.dispose()
+        monkeypatch.setattr(storage_module, "IDLE_PING_S", -1.0)  # every pooled connection counts as idle
+        study.ask()  # on the killed connection this raises OperationalError
+        with storage.engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+    finally:
+        optuna.delete_study(study_name=name, storage=storage)

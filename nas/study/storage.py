@@ -60,6 +60,31 @@ def _sqlite_without_fsync_per_commit(connection, _record) -> None:
     connection.execute("PRAGMA synchronous=NORMAL")
 
 
+IDLE_PING_S = 10.0  # a pooled connection idle longer than this is pinged before use
+
+
+def _ping_after_idle(engine: sqlalchemy.engine.Engine) -> None:
+    """Pings a pooled server connection before use only when it sat idle over ``IDLE_PING_S`` (a trial's training,
+    a long wait), and replaces it when the ping fails (the pool retries on DisconnectionError). SQLAlchemy's
+    ``pool_pre_ping`` pings at every checkout: a round trip per storage call, 7-10 ms of a PostgreSQL trial's
+    ~80 (benchmarks/RESULTS.md "Scale")."""
+    def checkin(_dbapi_connection, record) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(dbapi_connection, record, _proxy) -> None:
+        if time.monotonic() - record.info.get("idle_since", time.monotonic()) <= IDLE_PING_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception:  # the driver's error for a closed connection
+            alive = False
+        if not alive:
+            raise sqlalchemy.exc.DisconnectionError("connection closed while idle")
+
+    sqlalchemy.event.listen(engine, "checkin", checkin)
+    sqlalchemy.event.listen(engine, "checkout", checkout)
+
+
 def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
     """An RDB storage for ``url``; an unreachable or unknown URL is a ConfigError naming it (masked)."""
     path = sqlite_path(url)
@@ -77,8 +102,9 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
         kwargs = {"connect_args": {"timeout": 60}}
     elif url.startswith("postgresql"):
         # One idle connection kept per process, more opened only while threads overlap (the heartbeat): with
-        # SQLAlchemy's default pool of 5, 32 workers held ~3 each and PostgreSQL's default 100 slots ran out
-        kwargs = {"pool_pre_ping": True, "pool_size": 1, "max_overflow": 8, "connect_args": {"connect_timeout": 10}}
+        # SQLAlchemy's default pool of 5, 32 workers held ~3 each and PostgreSQL's default 100 slots ran out.
+        # Liveness is checked by _ping_after_idle, not pool_pre_ping (a round trip per storage call).
+        kwargs = {"pool_size": 1, "max_overflow": 8, "connect_args": {"connect_timeout": 10}}
     elif url.startswith("mysql"):
         raise ConfigError(f"storage: MySQL is not supported ({mask_url(url)!r}): the budget lock that keeps concurrent "
                           "workers to the exact budget exists for SQLite and PostgreSQL only; use one of those")
@@ -93,6 +119,8 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
         if path is not None:
             sqlalchemy.event.listen(storage.engine, "connect", _sqlite_without_fsync_per_commit)
             storage.engine.dispose()  # connections opened before the listener reconnect with it
+        else:
+            _ping_after_idle(storage.engine)
         return storage
     except Exception as exc:  # sqlalchemy raises many types; the user needs the URL and the first line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
