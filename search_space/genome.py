@@ -6,7 +6,6 @@ canonical key, and round-trips through node-link JSON.
 """
 from __future__ import annotations
 
-import functools
 import json
 import warnings
 from dataclasses import dataclass
@@ -152,7 +151,14 @@ class Genome:
 
         The Weisfeiler-Lehman hash costs milliseconds per call; it is memoized on the graph's JSON, which is
         cheap to write (one trial asks for the key several times: its record, its twins, simulated curves)."""
-        return _canonical_key(json.dumps(self.to_dict(), sort_keys=True))
+        graph_json = json.dumps(self.to_dict(), sort_keys=True)
+        key = _KEYS.get(graph_json)
+        if key is None:
+            key = self._wl_key()  # on this genome: its analysis is usually done already
+            if len(_KEYS) >= _KEYS_KEPT:
+                del _KEYS[next(iter(_KEYS))]  # the oldest
+            _KEYS[graph_json] = key
+        return key
 
     def _wl_key(self) -> str:
         info = self.analyze()
@@ -239,7 +245,5 @@ class Genome:
         return f"Genome({self.graph.number_of_nodes()} nodes)"
 
 
-@functools.lru_cache(maxsize=4096)
-def _canonical_key(graph_json: str) -> str:
-    """``Genome.key`` of the genome whose ``to_dict`` is ``graph_json``."""
-    return Genome.from_dict(json.loads(graph_json))._wl_key()
+_KEYS: dict[str, str] = {}  # Genome.key by the graph's JSON, oldest first
+_KEYS_KEPT = 4096

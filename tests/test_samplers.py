@@ -182,12 +182,17 @@ class StockReadsNSGAIISampler(BreedingNSGAIISampler):
         return optuna.samplers.NSGAIISampler.get_parent_population(self, study, generation)
 
 
-def test_incremental_generation_counts_and_parents_sample_what_optunas_rescans_sample():
+@pytest.mark.parametrize("stored", [False, True])
+def test_incremental_generation_counts_and_parents_sample_what_optunas_rescans_sample(stored, tmp_path):
     """Trials asked in batches of 3 before any is told (as workers overlap), a warm start, pruned trials: the
-    incremental reads give every trial the same generation and parameters as Optuna's rescans."""
+    incremental reads give every trial the same generation and parameters as Optuna's rescans, in memory and on
+    SQLite (where they read Optuna's trial cache by number)."""
+    from nas.study.storage import open_storage
+
     def run(sampler):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+        storage = open_storage(f"sqlite:///{tmp_path}/{type(sampler).__name__}.db") if stored else None
+        study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler, storage=storage)
         warm = study.ask()
         warm.set_user_attr("zoo", "lenet5")
         study.tell(warm, [0.5, 0.5])
@@ -204,3 +209,23 @@ def test_incremental_generation_counts_and_parents_sample_what_optunas_rescans_s
     ours = run(BreedingNSGAIISampler(seed=3, population_size=8))
     assert ours == run(StockReadsNSGAIISampler(seed=3, population_size=8))
     assert max(max(g, default=0) for _, g in ours) >= 4  # it bred: several generations were counted
+
+
+def test_the_sampler_reads_optunas_trial_cache_by_number_and_falls_back_on_a_gap(tmp_path):
+    from nas.search.samplers import read_by_number
+    from nas.study.storage import open_storage
+
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/s.db"))
+    for _ in range(5):
+        study.tell(study.ask(), 1.0)
+    study.ask()  # syncs Optuna's cache, as every trial's ask does
+
+    def numbers(trials) -> tuple[bool, list[int]]:
+        return isinstance(trials, list), [trials[i].number for i in range(len(trials))]
+
+    assert read_by_number(study, numbers) == (False, [0, 1, 2, 3, 4, 5])  # the cache itself, no sorted copy
+    del study._storage._studies[study._study_id].trials[2]  # a number the cache lacks
+    assert read_by_number(study, numbers) == (True, [0, 1, 3, 4, 5])  # Optuna's sorted list instead
+    in_memory = optuna.create_study()
+    in_memory.tell(in_memory.ask(), 1.0)
+    assert read_by_number(in_memory, numbers) == (True, [0])

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from typing import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -87,7 +88,7 @@ class BredSearchSpace:
         self._space: dict[str, BaseDistribution] | None = None
         self._settled = 0  # trials[:settled] are all finished and already intersected
 
-    def calculate(self, trials: list[FrozenTrial]) -> dict[str, BaseDistribution]:
+    def calculate(self, trials: Sequence[FrozenTrial]) -> dict[str, BaseDistribution]:
         space, settled = self._space, self._settled
         for index in range(self._settled, len(trials)):
             trial = trials[index]
@@ -103,6 +104,40 @@ class BredSearchSpace:
         return dict(sorted((space or {}).items()))
 
 
+T = TypeVar("T")
+
+
+def read_by_number(study: optuna.Study, read: Callable[[Sequence[FrozenTrial]], T], sync: bool = True) -> T:
+    """``read`` of the study's trials in number order, as Optuna's trial cache holds them, without the copy sorted
+    by number that Optuna builds for each reader (10,000 trials sorted at each trial at 10,000: about a tenth of
+    the machinery's time, RESULTS "Scale"). ``sync`` first reads what changed in the storage, as Optuna's first
+    read after an ``ask`` or ``tell`` does; without it, the cache as the last read left it. Any other storage, or
+    a cache missing a number, gets Optuna's sorted per-ask list."""
+    storage = study._storage  # noqa: SLF001 (no public way to read the cache)
+    cached = getattr(getattr(storage, "_studies", None), "get", lambda _: None)(study._study_id)  # noqa: SLF001
+    if isinstance(getattr(cached, "trials", None), dict) and hasattr(storage, "_read_trials_from_remote_storage"):
+        if sync:
+            storage._read_trials_from_remote_storage(study._study_id)  # noqa: SLF001
+        try:
+            return read(_ByNumber(cached.trials))
+        except KeyError:
+            pass  # a gap in the numbers: the readers keep their state consistent, read again in full below
+    return read(study._get_trials(deepcopy=False, use_cache=True))  # noqa: SLF001 (Optuna's per-ask cache)
+
+
+class _ByNumber(Sequence):
+    """A dict of trials by number, seen as the list of trials 0..n-1 (a missing number raises KeyError)."""
+
+    def __init__(self, trials: dict[int, FrozenTrial]) -> None:
+        self._trials = trials
+
+    def __len__(self) -> int:
+        return len(self._trials)
+
+    def __getitem__(self, index):  # noqa: ANN001 (an int; slices are not used by the readers)
+        return self._trials[index]
+
+
 class GenerationCounts:
     """How many COMPLETE trials each NSGA-II generation holds, read incrementally like :class:`BredSearchSpace`:
     Optuna's own count rescans every COMPLETE trial of the study at each trial (10,000 at 10,000 trials)."""
@@ -112,14 +147,14 @@ class GenerationCounts:
         self._counts: dict[int, int] = {}  # over trials[:settled], all finished
         self._settled = 0
 
-    def latest(self, trials: list[FrozenTrial]) -> tuple[int, int]:
+    def latest(self, trials: Sequence[FrozenTrial]) -> tuple[int, int]:
         """(the highest generation among COMPLETE trials (0 when none), how many COMPLETE trials it holds)."""
         while self._settled < len(trials) and trials[self._settled].state.is_finished():
             self._count(self._counts, trials[self._settled])
             self._settled += 1
         counts = dict(self._counts)
-        for trial in trials[self._settled:]:
-            self._count(counts, trial)
+        for index in range(self._settled, len(trials)):
+            self._count(counts, trials[index])
         if not counts:
             return 0, 0
         top = max(counts)
@@ -152,8 +187,8 @@ class BreedingNSGAIISampler(optuna.samplers.NSGAIISampler):
         generation = trial.system_attrs.get(self._get_generation_key())
         if generation is not None:
             return generation
-        trials = study._get_trials(deepcopy=False, use_cache=True)  # noqa: SLF001 (Optuna's per-ask cache)
-        latest, count = self._generations.latest(trials)
+        latest, count = read_by_number(study, self._generations.latest, sync=False)  # synced by the search
+        # space a moment ago, in this trial's first suggest (as Optuna's per-ask list would be)
         generation = latest if count < self._population_size else latest + 1
         study._storage.set_trial_system_attr(trial._trial_id, self._get_generation_key(), generation)  # noqa: SLF001
         return generation
@@ -166,8 +201,7 @@ class BreedingNSGAIISampler(optuna.samplers.NSGAIISampler):
         return parents
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        # Optuna's per-ask trial cache (what its own samplers read): ``get_trials`` would read the storage again
-        space = self._bred_space.calculate(study._get_trials(deepcopy=False, use_cache=True))  # noqa: SLF001
+        space = read_by_number(study, self._bred_space.calculate)
         return {name: d for name, d in space.items() if not d.single()}  # single values: sampled independently
 
     def get_population(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
