@@ -90,6 +90,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(postgres_url, mon
     import nas.study.storage as storage_module
 
     storage = open_storage(postgres_url)
+    assert not storage.engine.pool._pre_ping  # no round trip at every checkout
     name = f"idle-{uuid.uuid4().hex[:8]}"
     study = optuna.create_study(study_name=name, storage=storage)
     try:

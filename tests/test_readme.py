@@ -137,6 +137,12 @@ def test_sqlite_storage_is_wal_with_a_60_s_busy_timeout_and_commits_without_fsyn
         assert pragma("synchronous") == 1  # NORMAL (FULL is 2)
 
 
+def test_a_postgresql_connection_is_pinged_after_10_s_idle():
+    from nas.study.storage import IDLE_PING_S
+
+    assert "pinged before use\n  only after 10 s idle" in README and IDLE_PING_S == 10  # behaviour: test_postgres
+
+
 def test_another_hosts_trial_is_stale_after_ten_heartbeats_300_s_by_default():
     execution = parse_config(MINIMAL).execution
     assert execution.heartbeat_s == 30 and execution.stale_limit_s == 300
