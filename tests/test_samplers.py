@@ -184,9 +184,9 @@ class StockReadsNSGAIISampler(BreedingNSGAIISampler):
 
 @pytest.mark.parametrize("stored", [False, True])
 def test_incremental_generation_counts_and_parents_sample_what_optunas_rescans_sample(stored, tmp_path):
-    """Trials asked in batches of 3 before any is told (as workers overlap), a warm start, pruned trials: the
-    incremental reads give every trial the same generation and parameters as Optuna's rescans, in memory and on
-    SQLite (where they read Optuna's trial cache by number)."""
+    """Trials running 3 at a time (as workers overlap: each sampled right after its ask) and told out of order, a
+    warm start, pruned trials: the incremental reads give every trial the same generation and parameters as
+    Optuna's rescans, in memory and on SQLite (where they read Optuna's trial cache by number)."""
     from nas.study.storage import open_storage
 
     def run(sampler):
@@ -197,9 +197,11 @@ def test_incremental_generation_counts_and_parents_sample_what_optunas_rescans_s
         warm.set_user_attr("zoo", "lenet5")
         study.tell(warm, [0.5, 0.5])
         for batch in range(25):
-            trials = [study.ask() for _ in range(3)]
-            for i, trial in enumerate(reversed(trials)):  # told out of order
-                x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+            trials = []
+            for _ in range(3):
+                trial = study.ask()
+                trials.append((trial, trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)))
+            for i, (trial, x, y) in enumerate(reversed(trials)):  # told out of order
                 if (batch + i) % 4 == 0:
                     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 else:
