@@ -46,7 +46,8 @@ def _upsert(dialect: str, trial_id: int, values: dict[str, Any]) -> Any | None:
 
 
 def set_user_attrs(trial: Any, values: dict[str, Any]) -> None:
-    """Writes ``values`` as user attributes of ``trial``, in one statement where the storage allows it."""
+    """Writes ``values`` as user attributes of ``trial``, in one transaction of two statements where the storage
+    allows it."""
     target = _target(trial) if len(values) > 1 else None
     backend = getattr(target[0], "_backend", target[0]) if target is not None else None
     upsert = _upsert(backend.engine.name, target[1], values) \
@@ -59,7 +60,7 @@ def set_user_attrs(trial: Any, values: dict[str, Any]) -> None:
         try:
             with _create_scoped_session(backend.scoped_session) as session:
                 state = models.TrialModel.find_or_raise_by_id(trial_id, session).state
-                backend.check_trial_is_updatable(trial_id, state)  # noqa: the public check Optuna runs per attribute
+                backend.check_trial_is_updatable(trial_id, state)  # the check Optuna runs per attribute
                 session.execute(upsert)
         except optuna.exceptions.StorageInternalError:
             pass  # rolled back whole: written one by one below, where the failing attribute raises on its own
