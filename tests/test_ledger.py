@@ -170,7 +170,8 @@ def test_a_running_twin_holder_comes_back_whole_while_the_ledger_skips_running_c
 
 
 def test_objective_values_read_by_sql_equal_optunas_including_infinities(tmp_path):
-    from nas.study.storage import read_values, storage_trial_id
+    from nas.study.changed_reads import read_values
+    from nas.study.storage import storage_trial_id
 
     study = optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path}/ledger.db"),
                                 directions=["maximize", "minimize"])

@@ -24,8 +24,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.scheduling.pareto import oriented, pareto_set
 from nas.study.records import RUNG_PREFIX, TrialRecord
-from nas.study.storage import (changed_states, changed_trials, read_trial, read_trials, read_user_attrs, read_values,
-                               storage_trial_id)
+from nas.study.changed_reads import (changed_states, changed_trials, read_trial, read_trials, read_user_attrs,
+                                     read_values)
+from nas.study.storage import storage_trial_id
 
 HOLDS = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # states that hold a twin key / a rung point
 # what the ledger reads of a trial (with the ``rung_<E>`` attributes): all its indexes need
