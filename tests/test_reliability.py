@@ -148,9 +148,10 @@ def mid_training(trials: list[FrozenTrial]) -> list[int]:
 
 
 def test_sigkill_mid_study_loses_no_finished_trial(workdir):
-    budget = 6  # trials of three epochs of a second or so, so the kill lands mid-study however loaded the machine is
+    budget = 6  # trials of three epochs of a second or so (2,000 samples: at 1,000 a tiny net trained an epoch between
+    # two polls of a loaded machine, and the run ended before the kill), so the kill lands mid-study
     study_file = write_study(workdir / "kill.yaml", name="kill", budget={"trials": budget},
-                             dataset={**TINY_STUDY["dataset"], "samples": 1000}, training={"batch_size": 8},
+                             dataset={**TINY_STUDY["dataset"], "samples": 2000}, training={"batch_size": 8},
                              pruner={**TINY_STUDY["pruner"], "max_epochs": 3}, execution={"workers": 2})
     with open(workdir / "killed-run.log", "w") as log:
         process = subprocess.Popen(nas_command("run", study_file), cwd=workdir, env=nas_env(workdir),
