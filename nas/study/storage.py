@@ -63,8 +63,7 @@ IDLE_PING_S = 10.0  # a pooled connection idle longer than this is pinged before
 def _ping_after_idle(engine: sqlalchemy.engine.Engine) -> None:
     """Pings a pooled server connection before use only when it sat idle over ``IDLE_PING_S`` (a trial's training,
     a long wait), and replaces it when the ping fails (the pool retries on DisconnectionError). SQLAlchemy's
-    ``pool_pre_ping`` pings at every checkout: a round trip per storage call, 7-10 ms of a PostgreSQL trial's
-    ~80 (benchmarks/RESULTS.md "Scale")."""
+    ``pool_pre_ping`` pings at every checkout: one more round trip for every storage call."""
     def checkin(_dbapi_connection, record) -> None:
         record.info["idle_since"] = time.monotonic()
 

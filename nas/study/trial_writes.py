@@ -45,22 +45,37 @@ def _upsert(dialect: str, trial_id: int, values: dict[str, Any]) -> Any | None:
                                            set_={"value_json": statement.excluded.value_json})
 
 
+def _sql_backend(storage: Any) -> Any | None:
+    """The RDB storage under Optuna's cache (or given bare) when it is SQLite or PostgreSQL, else None."""
+    backend = getattr(storage, "_backend", storage)
+    if isinstance(backend, optuna.storages.RDBStorage) and backend.engine.name in ("sqlite", "postgresql") \
+            and hasattr(backend, "check_trial_is_updatable"):
+        return backend
+    return None
+
+
+@contextlib.contextmanager
+def _updatable_trial_session(backend: Any, trial_id: int) -> Iterator[Any]:
+    """One transaction on ``backend``, committed when the block ends; a finished trial refuses it before anything
+    is written (the check Optuna runs per value)."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session) as session:
+        backend.check_trial_is_updatable(trial_id, models.TrialModel.find_or_raise_by_id(trial_id, session).state)
+        yield session
+
+
 def set_user_attrs(trial: Any, values: dict[str, Any]) -> None:
     """Writes ``values`` as user attributes of ``trial``, in one transaction of two statements where the storage
     allows it."""
     target = _target(trial) if len(values) > 1 else None
-    backend = getattr(target[0], "_backend", target[0]) if target is not None else None
-    upsert = _upsert(backend.engine.name, target[1], values) \
-        if isinstance(backend, optuna.storages.RDBStorage) and hasattr(backend, "check_trial_is_updatable") else None
+    backend = _sql_backend(target[0]) if target is not None else None
+    upsert = _upsert(backend.engine.name, target[1], values) if backend is not None else None
     if upsert is not None:
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-
         _, trial_id, cached = target
         try:
-            with _create_scoped_session(backend.scoped_session) as session:
-                state = models.TrialModel.find_or_raise_by_id(trial_id, session).state
-                backend.check_trial_is_updatable(trial_id, state)  # the check Optuna runs per attribute
+            with _updatable_trial_session(backend, trial_id) as session:
                 session.execute(upsert)
         except optuna.exceptions.StorageInternalError:
             pass  # rolled back whole: written one by one below, where the failing attribute raises on its own
@@ -86,22 +101,14 @@ class _ParamBuffer:
         return getattr(self.storage, name)
 
 
-def _sql_backend(storage: Any) -> Any | None:
-    """The RDB storage under Optuna's cache when it is SQLite or PostgreSQL, else None."""
-    backend = getattr(storage, "_backend", None)
-    if isinstance(backend, optuna.storages.RDBStorage) and backend.engine.name in ("sqlite", "postgresql") \
-            and hasattr(getattr(storage, "_studies", None), "get"):
-        return backend
-    return None
-
-
 @contextlib.contextmanager
 def batched_params(trial: Any) -> Iterator[None]:
     """Parameters that ``trial`` (a live ``optuna.Trial``) draws inside the block are written when it ends (also
     when it ends in an error, so what was drawn is stored, as with Optuna). The trial sees its values at once;
     other workers see them at the end of the block. A distribution that conflicts with the study's raises there."""
     storage = getattr(trial, "storage", None)
-    backend = _sql_backend(storage) if isinstance(trial, optuna.Trial) else None
+    cached = isinstance(trial, optuna.Trial) and hasattr(getattr(storage, "_studies", None), "get")  # Optuna's cache
+    backend = _sql_backend(storage) if cached else None
     if backend is None:
         yield
         return
@@ -119,13 +126,10 @@ def _write_params(cache: Any, backend: Any, study_id: int, trial_id: int,
                   params: list[tuple[str, float, BaseDistribution]]) -> None:
     """One transaction: the trial's state, each name's distribution against the study's, one multi-row insert."""
     from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
 
     known = cache._studies.get(study_id)  # noqa: SLF001 (Optuna's per-study cache of distributions)
     known = known.param_distribution if known is not None else {}
-    with _create_scoped_session(backend.scoped_session) as session:
-        state = models.TrialModel.find_or_raise_by_id(trial_id, session).state
-        backend.check_trial_is_updatable(trial_id, state)
+    with _updatable_trial_session(backend, trial_id) as session:
         for name, _, distribution in params:
             previous = known.get(name)
             if previous is None:
