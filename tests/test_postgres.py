@@ -106,3 +106,35 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(postgres_url, mon
             assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
     finally:
         optuna.delete_study(study_name=name, storage=storage)
+
+
+def test_named_lock_excludes_another_process_and_reuses_one_connection(postgres_url):
+    """The budget lock (a PostgreSQL advisory lock) keeps a second process out until the first lets go, and a
+    process takes it again on a connection it keeps (a new connection per lock cost 8 ms, twice a trial:
+    benchmarks/RESULTS.md "Scale")."""
+    import sys
+    import textwrap
+    import time
+
+    from nas.study.storage import _lock_engine, named_lock
+
+    name = f"lock-{uuid.uuid4().hex[:8]}"
+    child = textwrap.dedent("""
+        import sys, time
+        from nas.study.storage import named_lock
+        with named_lock(sys.argv[1], sys.argv[2]):
+            print(time.time())
+    """)
+    with named_lock(postgres_url, name):
+        waiter = subprocess.Popen([sys.executable, "-c", child, postgres_url, name], stdout=subprocess.PIPE, text=True)
+        time.sleep(3.0)
+        assert waiter.poll() is None  # still waiting for the lock
+        released = time.time()
+    acquired = float(waiter.communicate(timeout=60)[0])
+    assert waiter.returncode == 0 and acquired >= released
+    connects = []
+    sqlalchemy.event.listen(_lock_engine(postgres_url).pool, "connect", lambda *_: connects.append(1))
+    for _ in range(3):
+        with named_lock(postgres_url, name):
+            pass
+    assert connects == []  # the first lock's connection, kept in the pool

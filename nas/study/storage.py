@@ -158,17 +158,31 @@ def named_lock(url: str, name: str) -> Iterator[None]:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
         return
-    import sqlalchemy
-
     key = int.from_bytes(hashlib.sha1(name.encode()).digest()[:7], "big")
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, connect_args={"connect_timeout": 10})
-    with engine.connect() as connection:
+    with _lock_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
         try:
             yield
         finally:
-            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-    engine.dispose()
+            try:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            except Exception:
+                connection.invalidate()  # closed, not pooled: the server drops the session's locks with it
+                raise
+
+
+_LOCK_ENGINES: dict[tuple[int, str], sqlalchemy.engine.Engine] = {}
+
+
+def _lock_engine(url: str) -> sqlalchemy.engine.Engine:
+    """This process's engine for advisory locks on ``url``: one pooled connection, reused by every lock (a new
+    connection per lock cost 8 ms on loopback, two per trial). Keyed by pid, as a forked child must not share it."""
+    key = (os.getpid(), url)
+    if key not in _LOCK_ENGINES:
+        engine = sqlalchemy.create_engine(url, pool_size=1, max_overflow=4, connect_args={"connect_timeout": 10})
+        _ping_after_idle(engine)
+        _LOCK_ENGINES[key] = engine
+    return _LOCK_ENGINES[key]
 
 
 def worker_identity() -> dict:
