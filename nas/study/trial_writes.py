@@ -1,12 +1,13 @@
 """A trial's writes in few storage statements: its user attributes by group, its sampled parameters at once.
 
-Optuna commits each ``set_user_attr`` and each ``suggest_*`` on its own, two statements apiece (read the trial's
-state, write the row); a trial writes about 25 attributes in ten groups (what it sampled, each epoch's curve and
-heartbeat, its result) and draws about 22 parameters. On SQLite and PostgreSQL an attribute group is one transaction
-of two statements (the trial's state: a finished trial refuses the whole group, as Optuna refuses an attribute; one
-multi-row upsert), and :func:`batched_params` writes the parameters drawn inside it in one transaction of two, plus a
-distribution check the first time a process meets a parameter name (Optuna's own check, which it caches the same
-way). Any other storage keeps Optuna's one write per value; so does an attribute group whose batch fails.
+Optuna commits each ``set_user_attr`` and each ``suggest_*`` in a transaction of its own (read the trial's state,
+read or write the row; on PostgreSQL BEGIN and COMMIT are round trips too); a trial writes about 25 attributes in
+ten groups (what it sampled, each epoch's curve and heartbeat, its result) and draws about 22 parameters. On SQLite
+and PostgreSQL an attribute group, and the parameters drawn inside :func:`batched_params`, are one statement in
+autocommit: an insert (an upsert for attributes) of every row, guarded by the trial's state, so a finished trial
+refuses the whole group as Optuna refuses one value. A parameter name this process has not met is first checked
+against the study's distribution (Optuna's check, cached the same way). Any other storage keeps Optuna's one write
+per value; so does an attribute group whose statement fails.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import sqlite3
 from typing import Any, Iterator
 
 import optuna
+import sqlalchemy
 from optuna.distributions import BaseDistribution, check_distribution_compatibility, distribution_to_json
 
 
@@ -29,56 +31,52 @@ def _target(trial: Any) -> tuple[Any, int, Any] | None:
     return None
 
 
-def _upsert(dialect: str, trial_id: int, values: dict[str, Any]) -> Any | None:
-    """One INSERT ... ON CONFLICT DO UPDATE of every attribute in ``values``; None where the dialect has none."""
-    from optuna.storages._rdb.models import TrialUserAttributeModel as Model
-
-    if dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
-        from sqlalchemy.dialects.sqlite import insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        return None
-    rows = [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)} for key, value in values.items()]
-    statement = insert(Model).values(rows)
-    return statement.on_conflict_do_update(index_elements=[Model.trial_id, Model.key],
-                                           set_={"value_json": statement.excluded.value_json})
-
-
 def _sql_backend(storage: Any) -> Any | None:
-    """The RDB storage under Optuna's cache (or given bare) when it is SQLite or PostgreSQL, else None."""
+    """The RDB storage under Optuna's cache (or given bare) when it is PostgreSQL or SQLite (3.24+: upserts), else
+    None."""
     backend = getattr(storage, "_backend", storage)
-    if isinstance(backend, optuna.storages.RDBStorage) and backend.engine.name in ("sqlite", "postgresql") \
-            and hasattr(backend, "check_trial_is_updatable"):
+    if isinstance(backend, optuna.storages.RDBStorage) and hasattr(backend, "check_trial_is_updatable") and (
+            backend.engine.name == "postgresql" or (backend.engine.name == "sqlite"
+                                                    and sqlite3.sqlite_version_info >= (3, 24, 0))):
         return backend
     return None
 
 
-@contextlib.contextmanager
-def _updatable_trial_session(backend: Any, trial_id: int) -> Iterator[Any]:
-    """One transaction on ``backend``, committed when the block ends; a finished trial refuses it before anything
-    is written (the check Optuna runs per value)."""
+def _write_if_updatable(backend: Any, trial_id: int, table: str, rows: list[dict], conflict: tuple[str, ...] = ()) -> None:
+    """Inserts ``rows`` into ``table`` in one autocommit statement that writes nothing unless the trial is
+    unfinished; on ``conflict`` (its unique columns) an existing row takes the new values. A finished trial raises
+    Optuna's ``UpdateFinishedTrialError``. Plain SQL that SQLite and PostgreSQL both read: building it through
+    SQLAlchemy's expression language cost more than the statement on SQLite."""
     from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
 
-    with _create_scoped_session(backend.scoped_session) as session:
-        backend.check_trial_is_updatable(trial_id, models.TrialModel.find_or_raise_by_id(trial_id, session).state)
-        yield session
+    columns = list(rows[0])
+    values = ", ".join("(" + ", ".join(f":{c}{i}" for c in columns) + ")" for i in range(len(rows)))
+    update = f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET " + ", ".join(
+        f"{c} = excluded.{c}" for c in columns if c not in conflict) if conflict else ""
+    sql = (f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(f'column{k + 1}' for k in range(len(columns)))} "
+           f"FROM (VALUES {values}) AS v WHERE EXISTS (SELECT 1 FROM trials WHERE trial_id = :trial "
+           f"AND state IN ('RUNNING', 'WAITING')){update} RETURNING trial_id")
+    binds = {f"{c}{i}": row[c] for i, row in enumerate(rows) for c in columns}
+    with backend.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        if not connection.execute(sqlalchemy.text(sql), {**binds, "trial": trial_id}).all():  # nothing written: why?
+            state = connection.execute(sqlalchemy.select(models.TrialModel.state)
+                                       .where(models.TrialModel.trial_id == trial_id)).scalar()
+            if state is None:
+                raise KeyError(f"trial {trial_id} does not exist")
+            backend.check_trial_is_updatable(trial_id, state)
 
 
 def set_user_attrs(trial: Any, values: dict[str, Any]) -> None:
-    """Writes ``values`` as user attributes of ``trial``, in one transaction of two statements where the storage
-    allows it."""
-    target = _target(trial) if len(values) > 1 else None
+    """Writes ``values`` as user attributes of ``trial``, in one statement where the storage allows it."""
+    target = _target(trial) if values else None
     backend = _sql_backend(target[0]) if target is not None else None
-    upsert = _upsert(backend.engine.name, target[1], values) if backend is not None else None
-    if upsert is not None:
+    if backend is not None:
         _, trial_id, cached = target
+        rows = [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)} for key, value in values.items()]
         try:
-            with _updatable_trial_session(backend, trial_id) as session:
-                session.execute(upsert)
-        except optuna.exceptions.StorageInternalError:
-            pass  # rolled back whole: written one by one below, where the failing attribute raises on its own
+            _write_if_updatable(backend, trial_id, "trial_user_attributes", rows, ("trial_id", "key"))
+        except sqlalchemy.exc.SQLAlchemyError:
+            pass  # nothing written: one by one below, where the failing attribute raises on its own
         else:
             if cached is not None:
                 cached.user_attrs.update(values)
@@ -124,22 +122,25 @@ def batched_params(trial: Any) -> Iterator[None]:
 
 def _write_params(cache: Any, backend: Any, study_id: int, trial_id: int,
                   params: list[tuple[str, float, BaseDistribution]]) -> None:
-    """One transaction: the trial's state, each name's distribution against the study's, one multi-row insert."""
+    """Each name this process has not met checked against the study's distribution, then one guarded insert."""
     from optuna.storages._rdb import models
 
     known = cache._studies.get(study_id)  # noqa: SLF001 (Optuna's per-study cache of distributions)
     known = known.param_distribution if known is not None else {}
-    with _updatable_trial_session(backend, trial_id) as session:
-        for name, _, distribution in params:
-            previous = known.get(name)
-            if previous is None:
-                row = session.query(models.TrialParamModel.distribution_json).join(models.TrialModel) \
-                    .filter(models.TrialModel.study_id == study_id, models.TrialParamModel.param_name == name).first()
-                previous = optuna.distributions.json_to_distribution(row[0]) if row is not None else None
-            if previous is not None:
-                check_distribution_compatibility(previous, distribution)
-        session.execute(models.TrialParamModel.__table__.insert(), [
-            {"trial_id": trial_id, "param_name": name, "param_value": value,
-             "distribution_json": distribution_to_json(distribution)} for name, value, distribution in params])
+    unknown = [(name, distribution) for name, _, distribution in params if name not in known]
+    if unknown:
+        column = models.TrialParamModel.distribution_json
+        with backend.engine.connect() as connection:  # one stored distribution per name: any, they agree
+            stored = dict(connection.execute(
+                sqlalchemy.select(models.TrialParamModel.param_name, sqlalchemy.func.min(column)).join(models.TrialModel)
+                .where(models.TrialModel.study_id == study_id,
+                       models.TrialParamModel.param_name.in_([name for name, _ in unknown]))
+                .group_by(models.TrialParamModel.param_name)).all())
+        for name, distribution in unknown:
+            if name in stored:
+                check_distribution_compatibility(optuna.distributions.json_to_distribution(stored[name]), distribution)
+    _write_if_updatable(backend, trial_id, "trial_params", [
+        {"trial_id": trial_id, "param_name": name, "param_value": value,
+         "distribution_json": distribution_to_json(distribution)} for name, value, distribution in params])
     for name, _, distribution in params:
         known.setdefault(name, distribution)
