@@ -13,6 +13,7 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.study.storage import storage_trial_id
+from nas.study.trial_writes import committed_statements
 
 
 def rdb_backend(study: optuna.Study) -> optuna.storages.RDBStorage | None:
@@ -30,9 +31,10 @@ def changed_trials(study: optuna.Study, after_id: int, unfinished_ids: set[int])
 
 
 def _sql_rows(study: optuna.Study, query: str, lists: tuple[str, ...] = (), **params) -> list:
-    """The rows of ``query`` on the study's SQL storage; the parameters named in ``lists`` fill ``IN :name``."""
+    """The rows of ``query`` on the study's SQL storage; the parameters named in ``lists`` fill ``IN :name``. One
+    statement, in autocommit on PostgreSQL (no BEGIN and ROLLBACK round trips around it)."""
     statement = sqlalchemy.text(query).bindparams(*(sqlalchemy.bindparam(name, expanding=True) for name in lists))
-    with rdb_backend(study).engine.connect() as connection:
+    with committed_statements(rdb_backend(study).engine) as connection:
         return connection.execute(statement, params).all()
 
 

@@ -42,6 +42,20 @@ def _sql_backend(storage: Any) -> Any | None:
     return None
 
 
+@contextlib.contextmanager
+def committed_statements(engine: sqlalchemy.engine.Engine) -> Iterator[sqlalchemy.engine.Connection]:
+    """A connection for single statements that commit: in autocommit on PostgreSQL (no BEGIN and COMMIT round
+    trips), in a transaction committed when the block ends on SQLite (where those cost nothing, and switching to
+    autocommit and back costs a PRAGMA)."""
+    if engine.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            yield connection
+        return
+    with engine.connect() as connection:
+        yield connection
+        connection.commit()
+
+
 def _write_if_updatable(backend: Any, trial_id: int, table: str, rows: list[dict], conflict: tuple[str, ...] = ()) -> None:
     """Inserts ``rows`` into ``table`` in one autocommit statement that writes nothing unless the trial is
     unfinished; on ``conflict`` (its unique columns) an existing row takes the new values. A finished trial raises
@@ -57,7 +71,7 @@ def _write_if_updatable(backend: Any, trial_id: int, table: str, rows: list[dict
            f"FROM (VALUES {values}) AS v WHERE EXISTS (SELECT 1 FROM trials WHERE trial_id = :trial "
            f"AND state IN ('RUNNING', 'WAITING')){update} RETURNING trial_id")
     binds = {f"{c}{i}": row[c] for i, row in enumerate(rows) for c in columns}
-    with backend.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+    with committed_statements(backend.engine) as connection:
         if not connection.execute(sqlalchemy.text(sql), {**binds, "trial": trial_id}).all():  # nothing written: why?
             state = connection.execute(sqlalchemy.select(models.TrialModel.state)
                                        .where(models.TrialModel.trial_id == trial_id)).scalar()
