@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy
 from optuna.exceptions import UpdateFinishedTrialError
 
-from nas.study.trial_writes import batched_params, set_user_attrs
+from nas.study.trial_writes import batched_params, set_system_attrs, set_user_attrs
 from nas.study.storage import StoredTrial, open_storage
 
 
@@ -62,6 +62,19 @@ def test_a_group_costs_one_statement_however_many_attributes(study):
     set_user_attrs(trial, {f"a{i}": i for i in range(20)})
     assert statements == [("INSERT", autocommit_on_postgresql(study))], statements
     assert stored_attrs(study, trial.number) == {f"a{i}": i for i in range(20)}
+
+
+def test_system_attributes_are_written_the_same_way(study):
+    """What the samplers read (NSGA-II's generation, the constraint violation) goes through the same statement."""
+    trial = study.ask()
+    statements = counted(study)
+    set_system_attrs(study._storage, trial._trial_id, {"constraints": [0.5], "nsga2:generation": 3})
+    assert statements == [("INSERT", autocommit_on_postgresql(study))], statements
+    fresh = optuna.load_study(study_name=study.study_name, storage=open_storage(study._storage._backend.url))
+    assert fresh.get_trials(deepcopy=False)[trial.number].system_attrs == {"constraints": [0.5], "nsga2:generation": 3}
+    study.tell(trial, 1.0)
+    with pytest.raises(UpdateFinishedTrialError):
+        set_system_attrs(study._storage, trial._trial_id, {"constraints": [0.0]})
 
 
 def draw(trial: optuna.Trial, count: int = 20) -> dict:

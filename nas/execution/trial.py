@@ -28,7 +28,7 @@ from nas.study.config import StudyConfig
 from nas.study.plan import RunPlan, artifact_dir
 from nas.execution.heartbeat import heartbeat
 from nas.execution.twins import beat, claim, copy_twin, twin_key
-from nas.study.records import AttributeSink, TrialRecord, write, write_rung
+from nas.study.records import AttributeSink, TrialRecord, write
 from nas.study.storage import fail_stale_trials, is_stale, record_violation
 from nas.study.trial_writes import batched_params
 from search_space import Genome, GenomeError, get_zoo
@@ -170,29 +170,32 @@ def settle(ctx: TrialContext, trial: optuna.Trial, prepared: PreparedTrial, wait
 
 
 def record_epoch(trial: AttributeSink, curve: list[dict], report: EpochReport, rungs: set[int]) -> None:
-    """Appends the epoch to the trial's ``curve``, beats its ``heartbeat`` and, at a rung, writes ``rung_<E>``."""
+    """Appends the epoch to the trial's ``curve``, beats its ``heartbeat`` and, at a rung, writes ``rung_<E>``: one
+    attribute group."""
     curve.append(report.to_dict())
-    write(trial, curve=curve, heartbeat=time.time())
-    if report.epoch in rungs:
-        write_rung(trial, report.epoch, report.val_accuracy)
+    write(trial, curve=curve, heartbeat=time.time(),
+          rung=(report.epoch, report.val_accuracy) if report.epoch in rungs else None)
 
 
 def record_result(trial: AttributeSink, prepared: PreparedTrial, result: TrainResult,
                   save: Callable[[torch.nn.Module], str] | None) -> dict | None:
-    """Writes a full-length fit's numbers (and, with ``save``, its weights' artifact id); returns its metrics.
+    """Writes the epochs a fit trained and, for a full-length fit, its numbers (and, with ``save``, its weights'
+    artifact id) in one group; returns its metrics.
 
-    A fit that stopped on its own ('nan', 'timeout') gets its ``reason`` written and returns None.
+    A fit that stopped on its own ('nan', 'timeout', or the rung rule's 'callback') gets its ``reason`` written
+    (the rung rule wrote its own) and returns None.
     """
     if result.stopped is not None:
-        write(trial, reason=result.reason or result.stopped)
+        reason = {} if result.stopped == "callback" else {"reason": result.reason or result.stopped}
+        write(trial, epochs=result.epochs, **reason)
         return None
     genome = prepared.genome
     metrics = {"val_accuracy": result.val_accuracy, "params": genome.params, "flops": genome.flops,
                "latency_ms": result.latency_ms}
-    write(trial, val_accuracy=result.val_accuracy, test_accuracy=result.test_accuracy, latency_ms=result.latency_ms,
-          train_time_s=result.train_time_s, lr=prepared.train.lr, val_samples=result.val_samples)
-    if save is not None:
-        write(trial, weights_artifact=save(result.model))
+    saved = {"weights_artifact": save(result.model)} if save is not None else {}
+    write(trial, epochs=result.epochs, val_accuracy=result.val_accuracy, test_accuracy=result.test_accuracy,
+          latency_ms=result.latency_ms, train_time_s=result.train_time_s, lr=prepared.train.lr,
+          val_samples=result.val_samples, **saved)
     return metrics
 
 
@@ -218,13 +221,12 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
     with heartbeat(trial, config.execution.heartbeat_s):
         result = fit_function(config)(prepared.genome, ctx.data, prepared.train, callback=on_epoch,
                                       evaluate_test=True)
-    write(trial, epochs=result.epochs)
-    if result.stopped == "callback":
-        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
-        return TrialState.PRUNED
     save = (lambda model: upload_weights(ctx.artifact_dir, trial.number, trial, model)) \
         if ctx.artifact_dir is not None else None
     metrics = record_result(trial, prepared, result, save)
+    if result.stopped == "callback":
+        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+        return TrialState.PRUNED
     if metrics is None:
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         return TrialState.FAIL

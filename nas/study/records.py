@@ -129,17 +129,19 @@ class TrialRecord:
 WRITABLE = tuple(f.name for f in fields(TrialRecord) if f.name not in ("number", "state", "rungs"))
 
 
-def write(trial: AttributeSink, **values: Any) -> None:
-    """Writes record attributes; a name that is not one of :class:`TrialRecord`'s is a programming error."""
+def write(trial: AttributeSink, rung: tuple[int, float] | None = None, **values: Any) -> None:
+    """Writes record attributes in one group, with ``rung`` (epoch, val accuracy) the accuracy a trial reached at a
+    rung epoch (``rung_<epoch>``, what the rung rule ranks); a name that is not one of :class:`TrialRecord`'s is a
+    programming error."""
     unknown = set(values) - set(WRITABLE)
     if unknown:
         raise KeyError(f"not a trial record attribute: {', '.join(sorted(unknown))}; known: {', '.join(WRITABLE)}")
-    set_user_attrs(trial, values)
+    set_user_attrs(trial, {**values, **({f"{RUNG_PREFIX}{rung[0]}": rung[1]} if rung is not None else {})})
 
 
 def write_rung(trial: AttributeSink, epoch: int, val_accuracy: float) -> None:
-    """Records the val accuracy a trial reached at rung epoch ``epoch`` (what the rung rule ranks)."""
-    trial.set_user_attr(f"{RUNG_PREFIX}{epoch}", val_accuracy)
+    """Records the val accuracy a trial reached at rung epoch ``epoch`` alone (trials write it with their epoch)."""
+    write(trial, rung=(epoch, val_accuracy))
 
 
 def records(trials: list[FrozenTrial]) -> list[TrialRecord]:

@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas.errors import ConfigError
 from nas.study.config import StudyConfig, parse_config
 from nas.study.records import TrialRecord, read_study, write
+from nas.study.trial_writes import set_system_attrs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -262,7 +263,7 @@ def record_violation(trial: optuna.Trial, violation: float) -> None:
     writes ``constraints:<name>`` instead, which optuna-dashboard 0.21 does not read: it drew infeasible trials
     as feasible accuracy-0 points on its Pareto plot."""
     value = [float(violation)]
-    trial.storage.set_trial_system_attr(storage_trial_id(trial), "constraints", value)
+    set_system_attrs(trial.storage, storage_trial_id(trial), {"constraints": value})
     trial._cached_frozen_trial.system_attrs["constraints"] = value  # noqa: SLF001 (what set_constraint updates)
 
 

@@ -80,23 +80,38 @@ def _write_if_updatable(backend: Any, trial_id: int, table: str, rows: list[dict
             backend.check_trial_is_updatable(trial_id, state)
 
 
+def _write_attrs(storage: Any, trial_id: int, table: str, values: dict[str, Any]) -> bool:
+    """Writes attributes into ``table`` in one statement; False where the storage has no such path or the statement
+    failed (then nothing was written)."""
+    backend = _sql_backend(storage) if values else None
+    if backend is None:
+        return False
+    rows = [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)} for key, value in values.items()]
+    try:
+        _write_if_updatable(backend, trial_id, table, rows, ("trial_id", "key"))
+    except sqlalchemy.exc.SQLAlchemyError:
+        return False
+    return True
+
+
 def set_user_attrs(trial: Any, values: dict[str, Any]) -> None:
-    """Writes ``values`` as user attributes of ``trial``, in one statement where the storage allows it."""
-    target = _target(trial) if values else None
-    backend = _sql_backend(target[0]) if target is not None else None
-    if backend is not None:
-        _, trial_id, cached = target
-        rows = [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)} for key, value in values.items()]
-        try:
-            _write_if_updatable(backend, trial_id, "trial_user_attributes", rows, ("trial_id", "key"))
-        except sqlalchemy.exc.SQLAlchemyError:
-            pass  # nothing written: one by one below, where the failing attribute raises on its own
-        else:
-            if cached is not None:
-                cached.user_attrs.update(values)
-            return
+    """Writes ``values`` as user attributes of ``trial``, in one statement where the storage allows it (else, or
+    when it fails, one by one with Optuna, where a failing attribute raises on its own)."""
+    target = _target(trial)
+    if target is not None and _write_attrs(target[0], target[1], "trial_user_attributes", values):
+        if target[2] is not None:
+            target[2].user_attrs.update(values)
+        return
     for key, value in values.items():
         trial.set_user_attr(key, value)
+
+
+def set_system_attrs(storage: Any, trial_id: int, values: dict[str, Any]) -> None:
+    """Writes ``values`` as system attributes of the trial with storage id ``trial_id``, as :func:`set_user_attrs`
+    writes user attributes."""
+    if not _write_attrs(storage, trial_id, "trial_system_attributes", values):
+        for key, value in values.items():
+            storage.set_trial_system_attr(trial_id, key, value)
 
 
 class _ParamBuffer:

@@ -69,7 +69,6 @@ def train_ray_trial(params: dict, setup: RaySetup) -> None:
         with heartbeat(trial, config.execution.heartbeat_s):
             result = fit_function(config)(genome, data, prepared.train, callback=on_epoch, evaluate_test=True)
         epochs = result.epochs
-        write(trial, epochs=epochs)
         metrics = record_result(trial, prepared, result, None if setup.artifact_dir is None else (
             lambda model: upload_weights(Path(setup.artifact_dir), trial.number, trial.frozen(), model, storage)))
     except UpdateFinishedTrialError:
