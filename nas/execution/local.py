@@ -16,6 +16,7 @@ from nas.study.config import StudyConfig, parse_config
 from nas.study.plan import RunPlan, reserve_trial
 from nas.study.run import no_session
 from nas.study.storage import fail_stale_trials, open_storage
+from nas.study.trial_cache import state_synced
 
 
 class LocalBackend:
@@ -40,7 +41,7 @@ def worker_loop(plan: RunPlan, worker: int, threads: int, deadline: float | None
     study held when the run started (the sampler's seed depends on it)."""
     torch.set_num_threads(threads)
     config = plan.config
-    study = optuna.load_study(study_name=config.name, storage=open_storage(plan.url),
+    study = optuna.load_study(study_name=config.name, storage=state_synced(open_storage(plan.url)),
                               sampler=make_sampler(config, worker, stored))
     ctx = trial_context(plan, study, threads)
     while deadline is None or time.time() < deadline:

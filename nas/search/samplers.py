@@ -11,7 +11,6 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.study.config import StudyConfig
-from nas.study.trial_writes import set_system_attrs
 
 WARM_START_ATTR = "zoo"  # user attribute of a warm-start trial: a zoo genome, built without the preset's parameters
 
@@ -187,7 +186,7 @@ class BreedingNSGAIISampler(optuna.samplers.NSGAIISampler):
             return generation
         latest, count = read_by_number(study, self._generations.latest)
         generation = latest if count < self._population_size else latest + 1
-        set_system_attrs(study._storage, trial._trial_id, {self._get_generation_key(): generation})  # noqa: SLF001
+        study._storage.set_trial_system_attr(trial._trial_id, self._get_generation_key(), generation)  # noqa: SLF001
         return generation
 
     def get_parent_population(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:

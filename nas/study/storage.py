@@ -231,6 +231,14 @@ def is_stale(trial: FrozenTrial, stale_after_s: float) -> bool:
     return time.time() - heartbeat > stale_after_s
 
 
+def running_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's RUNNING trials as stored now, past any trial cache (a worker's cache keeps running trials as of
+    their start: ``nas.study.trial_cache``)."""
+    storage = study._storage  # noqa: SLF001
+    return getattr(storage, "_backend", storage).get_all_trials(study._study_id, deepcopy=False,  # noqa: SLF001
+                                                                states=(TrialState.RUNNING,))
+
+
 def fail_stale_trials(study: optuna.Study, stale_after_s: float, url: str | None = None) -> list[int]:
     """Marks RUNNING trials of dead workers FAIL with a reason; returns their numbers.
 
@@ -238,13 +246,12 @@ def fail_stale_trials(study: optuna.Study, stale_after_s: float, url: str | None
     between creating a trial and stamping it, both done under the budget lock, so a trial still unstamped once
     this process holds that lock has no worker left.
     """
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    running = running_trials(study)
     stale = [t for t in running if is_stale(t, stale_after_s)]
     unstamped = {t.number for t in running if TrialRecord.of(t).host is None} - {t.number for t in stale}
     if url is not None and unstamped:
         with budget_lock(url, study.study_name):
-            stale += [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                      if t.number in unstamped and TrialRecord.of(t).host is None]
+            stale += [t for t in running_trials(study) if t.number in unstamped and TrialRecord.of(t).host is None]
     failed = []
     for frozen in stale:
         trial = StoredTrial.of(study, frozen)

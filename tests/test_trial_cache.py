@@ -1,0 +1,106 @@
+"""A worker's trial cache synced by state: it ends with what Optuna's own cache holds for every finished trial,
+reads a running trial again only when its state changes, and the stale-trial sweep still sees fresh heartbeats."""
+from __future__ import annotations
+
+import random
+import time
+import uuid
+
+import optuna
+import pytest
+import sqlalchemy
+from optuna.trial import TrialState
+
+from nas.study.records import write
+from nas.study.storage import fail_stale_trials, open_storage
+from nas.study.trial_cache import StateSyncedCache, state_synced
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/a.db"
+        return
+    yield request.getfixturevalue("postgres_url")
+
+
+def handles(url: str) -> tuple[optuna.Study, optuna.Study, optuna.Study]:
+    """(a writer, a reader through Optuna's cache, a reader through the state-synced cache) of one new study."""
+    name = f"cache-{uuid.uuid4().hex[:8]}"
+    writer = optuna.create_study(study_name=name, storage=open_storage(url), directions=["maximize", "minimize"])
+    stock = optuna.load_study(study_name=name, storage=open_storage(url))
+    synced = optuna.load_study(study_name=name, storage=state_synced(open_storage(url)))
+    assert isinstance(synced._storage, StateSyncedCache)
+    return writer, stock, synced
+
+
+def content(trial: optuna.trial.FrozenTrial) -> tuple:
+    return (trial.number, trial.state, trial.values, trial.params, trial.user_attrs, trial.system_attrs)
+
+
+def test_finished_trials_match_optunas_cache_through_random_changes(url):
+    writer, stock, synced = handles(url)
+    rng, running = random.Random(0), []
+    try:
+        for step in range(60):
+            move = rng.random()
+            if move < 0.4 or not running:
+                trial = writer.ask()
+                trial.suggest_int("x", 0, 9)
+                running.append(trial)
+            elif move < 0.7:
+                write(rng.choice(running), heartbeat=time.time(), epochs=step)  # a running trial changes, same state
+            else:
+                trial = running.pop(rng.randrange(len(running)))
+                if rng.random() < 0.5:
+                    writer.tell(trial, [rng.random(), float(step)])
+                else:
+                    writer.tell(trial, state=TrialState.PRUNED)
+            if step % 7 == 0:  # the readers look now and then, as workers do
+                for reader in (stock, synced):
+                    reader.get_trials(deepcopy=False)
+        finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        assert [content(t) for t in synced.get_trials(deepcopy=False, states=finished)] == \
+            [content(t) for t in stock.get_trials(deepcopy=False, states=finished)]
+        assert [(t.number, t.state) for t in synced.get_trials(deepcopy=False)] == \
+            [(t.number, t.state) for t in stock.get_trials(deepcopy=False)]
+    finally:
+        optuna.delete_study(study_name=writer.study_name, storage=writer._storage)
+
+
+def test_a_running_trial_is_read_again_only_when_its_state_changes(url):
+    writer, _, synced = handles(url)
+    try:
+        trial = writer.ask()
+        synced.get_trials(deepcopy=False)  # seen running
+        write(trial, heartbeat=time.time())
+        statements: list[str] = []
+        engine = synced._storage._backend.engine
+        listener = lambda *args: statements.append(args[2])  # noqa: E731 (before_cursor_execute: the SQL text)
+        sqlalchemy.event.listen(engine, "before_cursor_execute", listener)
+        try:
+            synced.get_trials(deepcopy=False)
+            assert len(statements) == 1 and "FROM trials" in statements[0]  # its state only
+            writer.tell(trial, [0.5, 1.0])
+            assert synced.get_trials(deepcopy=False)[0].user_attrs["heartbeat"] > 0  # finished: read whole
+        finally:
+            sqlalchemy.event.remove(engine, "before_cursor_execute", listener)
+    finally:
+        optuna.delete_study(study_name=writer.study_name, storage=writer._storage)
+
+
+def test_the_stale_sweep_reads_heartbeats_past_the_cache(url):
+    """A trial stamped by another host, seen by this worker's cache with an old heartbeat, beats again: the sweep
+    must not take it for dead."""
+    writer, _, synced = handles(url)
+    try:
+        trial = writer.ask()
+        write(trial, host="another-host", pid=1, heartbeat=time.time() - 3600)
+        synced.get_trials(deepcopy=False)  # cached with the old heartbeat
+        write(trial, heartbeat=time.time())
+        assert fail_stale_trials(synced, stale_after_s=600) == []
+        assert writer.get_trials(deepcopy=False)[0].state == TrialState.RUNNING
+        write(trial, heartbeat=time.time() - 3600)
+        assert fail_stale_trials(synced, stale_after_s=600) == [trial.number]
+    finally:
+        optuna.delete_study(study_name=writer.study_name, storage=writer._storage)
