@@ -1,5 +1,6 @@
 """A worker's trial cache synced by state: it ends with what Optuna's own cache holds for every finished trial,
-reads a running trial again only when its state changes, and the stale-trial sweep still sees fresh heartbeats."""
+reads a running trial again only when its state changes, builds trials as Optuna's storage does, and the stale-trial
+sweep still sees fresh heartbeats."""
 from __future__ import annotations
 
 import random
@@ -13,7 +14,7 @@ from optuna.trial import TrialState
 
 from nas.study.records import write
 from nas.study.storage import fail_stale_trials, open_storage
-from nas.study.trial_cache import StateSyncedCache, state_synced
+from nas.study.trial_cache import StateSyncedCache, read_whole, state_synced
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -102,5 +103,62 @@ def test_the_stale_sweep_reads_heartbeats_past_the_cache(url):
         assert writer.get_trials(deepcopy=False)[0].state == TrialState.RUNNING
         write(trial, heartbeat=time.time() - 3600)
         assert fail_stale_trials(synced, stale_after_s=600) == [trial.number]
+    finally:
+        optuna.delete_study(study_name=writer.study_name, storage=writer._storage)
+
+
+def canonical(trial: optuna.trial.FrozenTrial) -> str:
+    """Every field of the trial, dicts in key order, floats by repr (so NaN equals NaN)."""
+    return repr({key: sorted(value.items(), key=lambda item: repr(item[0])) if isinstance(value, dict) else value
+                 for key, value in sorted(vars(trial).items())})
+
+
+@pytest.fixture
+def new_york():
+    """Local time five hours off UTC for the test's duration."""
+    import os
+
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    yield
+    if saved is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()
+
+
+def test_trials_are_built_as_optunas_storage_builds_them(url, new_york):
+    """Every kind of distribution, infinite and NaN values, every state, attributes of every JSON kind; times in a
+    zone that is not UTC (stored as naive UTC, given as naive local time)."""
+    writer, _, _ = handles(url)
+    try:
+        for number in range(12):
+            trial = writer.ask()
+            trial.suggest_int("layers", 1, 4)
+            trial.suggest_int("width", 8, 512, log=True)
+            trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+            trial.suggest_float("dropout", 0.0, 0.5, step=0.1)
+            trial.suggest_categorical("act", ["relu", None, True, 3, 2.5])
+            trial.set_user_attr("curve", [{"epoch": 1, "val": 0.5}, {"epoch": 2, "val": None}])
+            trial.set_user_attr("name", f"t{number}")
+            trial.storage.set_trial_system_attr(trial._trial_id, "constraints", [float(number % 3)])
+            for step, value in enumerate([0.1, float("nan"), float("inf"), float("-inf")][:number % 5]):
+                trial.storage.set_trial_intermediate_value(trial._trial_id, step, value)
+            ending = number % 4
+            if ending == 0:
+                writer.tell(trial, [float("inf") if number == 4 else 0.5 + number, float("-inf") if number == 8 else 3.0])
+            elif ending == 1:
+                writer.tell(trial, state=TrialState.PRUNED)
+            elif ending == 2:
+                writer.tell(trial, state=TrialState.FAIL)
+        writer.enqueue_trial({"layers": 2})  # WAITING
+        backend = writer._storage._backend
+        ours = read_whole(backend.engine, [t._trial_id for t in writer.get_trials(deepcopy=False)])
+        theirs = backend._get_trials(writer._study_id, states=None, included_trial_ids=set(), trial_id_greater_than=-1)
+        assert len(ours) == 13 and [canonical(t) for t in ours] == [canonical(t) for t in theirs]
+        assert {t.state for t in ours} == {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
+                                           TrialState.WAITING}
     finally:
         optuna.delete_study(study_name=writer.study_name, storage=writer._storage)
