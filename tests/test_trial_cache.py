@@ -160,5 +160,9 @@ def test_trials_are_built_as_optunas_storage_builds_them(url, new_york):
         assert len(ours) == 13 and [canonical(t) for t in ours] == [canonical(t) for t in theirs]
         assert {t.state for t in ours} == {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
                                            TrialState.WAITING}
+        synced = state_synced(open_storage(url))  # one trial at a time, as ask and tell read the trial they hold
+        assert [canonical(synced.get_trial(t._trial_id)) for t in theirs] == [canonical(t) for t in theirs]
+        with pytest.raises(KeyError):
+            synced.get_trial(max(t._trial_id for t in theirs) + 1000)
     finally:
         optuna.delete_study(study_name=writer.study_name, storage=writer._storage)

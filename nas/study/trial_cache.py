@@ -49,6 +49,18 @@ class StateSyncedCache(_CachedStorage):
                 study.last_finished_trial_id = max(study.last_finished_trial_id, trial._trial_id)
                 study.unfinished_trial_ids.discard(trial._trial_id)
 
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        """A finished trial from the cache; any other as stored now, built by :func:`read_whole` (Optuna's
+        ``ask`` and ``tell`` read the trial they hold three times a trial)."""
+        with self._lock:
+            cached = self._get_cached_trial(trial_id)
+        if cached is not None:
+            return cached
+        trials = read_whole(self._backend.engine, [trial_id])
+        if not trials:
+            raise KeyError(models.NOT_FOUND_MSG)  # as Optuna's storage says it
+        return trials[0]
+
     def _states(self, study_id: int, study: _StudyInfo) -> list[tuple[int, TrialState]]:
         """(storage id, state) of the trials Optuna's sync would read: newer than the last finished one it saw, or
         unfinished at its last look."""

@@ -41,6 +41,7 @@ from nas.execution.trial import trial_context
 from nas.search.samplers import make_sampler
 from nas.study.plan import RunPlan
 from nas.study.storage import mask_url, open_storage, sqlite_path
+from nas.study.trial_cache import state_synced
 
 
 class RayBackend:
@@ -74,7 +75,7 @@ class RayBackend:
     def run(self, plan: RunPlan, deadline: float | None, poll: Callable[[], None]) -> None:
         """One search (the study or its baseline) as one Ray Tune experiment under ``runs/<study>/ray/``."""
         execution = plan.config.execution
-        driver_study = optuna.load_study(study_name=plan.config.name, storage=open_storage(plan.url))
+        driver_study = optuna.load_study(study_name=plan.config.name, storage=state_synced(open_storage(plan.url)))
         driver_study.sampler = make_sampler(plan.config, 0, stored=len(driver_study.get_trials(deepcopy=False)))
         ctx = trial_context(plan, driver_study)
         searcher = StudySearcher(ctx, plan, deadline)
