@@ -148,7 +148,8 @@ def test_trials_are_built_as_optunas_storage_builds_them(url, new_york):
                 trial.storage.set_trial_intermediate_value(trial._trial_id, step, value)
             ending = number % 4
             if ending == 0:
-                writer.tell(trial, [float("inf") if number == 4 else 0.5 + number, float("-inf") if number == 8 else 3.0])
+                writer.tell(trial, [float("inf") if number == 4 else 0.5 + number,
+                                    float("-inf") if number == 8 else 3.0])
             elif ending == 1:
                 writer.tell(trial, state=TrialState.PRUNED)
             elif ending == 2:

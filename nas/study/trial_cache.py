@@ -134,7 +134,8 @@ def _read_chunk(connection: sqlalchemy.engine.Connection, ids: list[int]) -> lis
 
 @functools.lru_cache(maxsize=4096)
 def _distribution(json_text: str) -> BaseDistribution:
-    """A stored distribution, decoded once per distinct JSON (a study has a few dozen; Optuna decodes each row twice)."""
+    """A stored distribution, decoded once per distinct JSON (a study has a few dozen; Optuna decodes each row
+    twice)."""
     return json_to_distribution(json_text)
 
 

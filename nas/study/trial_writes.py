@@ -3,9 +3,9 @@
 Optuna commits each ``set_user_attr`` and each ``suggest_*`` in a transaction of its own (read the trial's state,
 read or write the row; on PostgreSQL BEGIN and COMMIT are round trips too); a trial writes about 25 attributes in
 ten groups (what it sampled, each epoch's curve and heartbeat, its result) and draws about 22 parameters. On SQLite
-and PostgreSQL an attribute group, and the parameters drawn inside :func:`batched_params`, are one statement in
-autocommit: an insert (an upsert for attributes) of every row, guarded by the trial's state, so a finished trial
-refuses the whole group as Optuna refuses one value. A parameter name this process has not met is first checked
+and PostgreSQL an attribute group, and the parameters drawn inside :func:`batched_params`, are one statement (in
+autocommit on PostgreSQL): an insert (an upsert for attributes) of every row, guarded by the trial's state, so a
+finished trial refuses the whole group as Optuna refuses one value. A parameter name this process has not met is first checked
 against the study's distribution (Optuna's check, cached the same way). Any other storage keeps Optuna's one write
 per value; so does an attribute group whose statement fails.
 """
@@ -32,12 +32,12 @@ def _target(trial: Any) -> tuple[Any, int, Any] | None:
 
 
 def _sql_backend(storage: Any) -> Any | None:
-    """The RDB storage under Optuna's cache (or given bare) when it is PostgreSQL or SQLite (3.24+: upserts), else
-    None."""
+    """The RDB storage under Optuna's cache (or given bare) when it is PostgreSQL or SQLite 3.35+ (upserts and
+    RETURNING), else None."""
     backend = getattr(storage, "_backend", storage)
     if isinstance(backend, optuna.storages.RDBStorage) and hasattr(backend, "check_trial_is_updatable") and (
             backend.engine.name == "postgresql" or (backend.engine.name == "sqlite"
-                                                    and sqlite3.sqlite_version_info >= (3, 24, 0))):
+                                                    and sqlite3.sqlite_version_info >= (3, 35, 0))):
         return backend
     return None
 
@@ -56,20 +56,22 @@ def committed_statements(engine: sqlalchemy.engine.Engine) -> Iterator[sqlalchem
         connection.commit()
 
 
-def _write_if_updatable(backend: Any, trial_id: int, table: str, rows: list[dict], conflict: tuple[str, ...] = ()) -> None:
-    """Inserts ``rows`` into ``table`` in one autocommit statement that writes nothing unless the trial is
-    unfinished; on ``conflict`` (its unique columns) an existing row takes the new values. A finished trial raises
-    Optuna's ``UpdateFinishedTrialError``. Plain SQL that SQLite and PostgreSQL both read: building it through
-    SQLAlchemy's expression language cost more than the statement on SQLite."""
+def _write_if_updatable(backend: Any, trial_id: int, table: str, rows: list[dict],
+                        conflict: tuple[str, ...] = ()) -> None:
+    """Inserts ``rows`` into ``table`` in one statement (:func:`committed_statements`) that writes nothing unless
+    the trial is unfinished; on ``conflict`` (its unique columns) an existing row takes the new values. A finished
+    trial raises Optuna's ``UpdateFinishedTrialError``. Plain SQL that SQLite and PostgreSQL both read: building it
+    through SQLAlchemy's expression language cost more than the statement on SQLite."""
     from optuna.storages._rdb import models
 
     columns = list(rows[0])
     values = ", ".join("(" + ", ".join(f":{c}{i}" for c in columns) + ")" for i in range(len(rows)))
     update = f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET " + ", ".join(
         f"{c} = excluded.{c}" for c in columns if c not in conflict) if conflict else ""
-    sql = (f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(f'column{k + 1}' for k in range(len(columns)))} "
-           f"FROM (VALUES {values}) AS v WHERE EXISTS (SELECT 1 FROM trials WHERE trial_id = :trial "
-           f"AND state IN ('RUNNING', 'WAITING')){update} RETURNING trial_id")
+    selected = ", ".join(f"column{k + 1}" for k in range(len(columns)))  # VALUES' column names on both
+    sql = (f"INSERT INTO {table} ({', '.join(columns)}) SELECT {selected} FROM (VALUES {values}) AS v "
+           f"WHERE EXISTS (SELECT 1 FROM trials WHERE trial_id = :trial AND state IN ('RUNNING', 'WAITING'))"
+           f"{update} RETURNING trial_id")
     binds = {f"{c}{i}": row[c] for i, row in enumerate(rows) for c in columns}
     with committed_statements(backend.engine) as connection:
         if not connection.execute(sqlalchemy.text(sql), {**binds, "trial": trial_id}).all():  # nothing written: why?
@@ -159,11 +161,11 @@ def _write_params(cache: Any, backend: Any, study_id: int, trial_id: int,
     unknown = [(name, distribution) for name, _, distribution in params if name not in known]
     if unknown:
         column = models.TrialParamModel.distribution_json
-        with backend.engine.connect() as connection:  # one stored distribution per name: any, they agree
+        with committed_statements(backend.engine) as connection:  # one stored distribution per name: they agree
             stored = dict(connection.execute(
-                sqlalchemy.select(models.TrialParamModel.param_name, sqlalchemy.func.min(column)).join(models.TrialModel)
-                .where(models.TrialModel.study_id == study_id,
-                       models.TrialParamModel.param_name.in_([name for name, _ in unknown]))
+                sqlalchemy.select(models.TrialParamModel.param_name, sqlalchemy.func.min(column))
+                .join(models.TrialModel).where(models.TrialModel.study_id == study_id,
+                                               models.TrialParamModel.param_name.in_([n for n, _ in unknown]))
                 .group_by(models.TrialParamModel.param_name)).all())
         for name, distribution in unknown:
             if name in stored:
