@@ -27,7 +27,7 @@ STUDY = {
     "search_space": {"preset": "perm-cnn-1d"},
     "pruner": {"name": "asha", "min_epochs": 1, "max_epochs": 3, "reduction_factor": 3},
     "training": {"lr": 0.01, "batch_size": 64},
-    "budget": {"trials": 6},
+    "budget": {"trials": 8},  # the killed driver reserved up to 4: the rerun needs 3 or more to test the searcher
     "baseline": {"trials": 0},
     "execution": {"backend": "ray", "workers": 2},
 }
@@ -122,7 +122,7 @@ def test_a_killed_drivers_running_trials_are_failed_and_the_rerun_finishes_the_b
         assert after[n].state == TrialState.FAIL and after[n].user_attrs["killed"]
         assert after[n].user_attrs["reason"] == "worker died while the trial was running"
     study = optuna.load_study(study_name="r", storage=killed_then_resumed["ray_url"])
-    assert counted_trials(study) == 6 and all(t.state.is_finished() for t in after.values())
+    assert counted_trials(study) == STUDY["budget"]["trials"] and all(t.state.is_finished() for t in after.values())
     rerun = [t for t in after.values() if t.number not in {b.number for b in before}]
     assert rerun and {t.user_attrs["pid"] for t in rerun} == {os.getpid()}, \
         "the driver (this process) reserves every trial of the rerun"
@@ -144,7 +144,8 @@ def test_the_ray_searcher_hands_out_no_trial_beyond_the_free_workers(killed_then
 def test_a_ray_study_holds_the_same_records_as_a_local_one(killed_then_resumed):
     local = killed_then_resumed["local"]
     on_ray = [t for t in killed_then_resumed["after"] if not t.user_attrs.get("killed")]
-    assert len(on_ray) == 6 and {t.state for t in on_ray} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert len(on_ray) == STUDY["budget"]["trials"]
+    assert {t.state for t in on_ray} <= {TrialState.COMPLETE, TrialState.PRUNED}
     for state in (TrialState.COMPLETE, TrialState.PRUNED):
         if any(t.state == state for t in local):
             missing = record_kinds(local, state) - record_kinds(on_ray, state)
@@ -180,7 +181,7 @@ def test_nas_status_reads_a_ray_study(killed_then_resumed, capsys):
     assert main(["status", killed_then_resumed["ray_file"], "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     counts = status["trials"]
-    assert counts["complete"] + counts["pruned"] == 6 and counts["running"] == 0
+    assert counts["complete"] + counts["pruned"] == STUDY["budget"]["trials"] and counts["running"] == 0
     assert status["pareto"] and all(row["epochs"] == 3 for row in status["pareto"])
 
 
