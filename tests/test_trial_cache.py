@@ -14,7 +14,8 @@ from optuna.trial import TrialState
 
 from nas.study.records import write
 from nas.study.storage import fail_stale_trials, open_storage
-from nas.study.trial_cache import StateSyncedCache, read_whole, state_synced
+from nas.study.changed_reads import read_whole
+from nas.study.trial_cache import StateSyncedCache, state_synced
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -9,25 +9,17 @@ change of state: the samplers read finished trials (TPE without ``constant_liar`
 running trials' attributes in a worker (the ledger, the stale-trial sweep) reads the storage itself.
 
 Each worker still reads each finished trial whole once, so with W workers a trial is read W times; Optuna builds
-it through its ORM (2.6 ms a trial in a 32-worker profile, more than half the workers' CPU). :func:`read_whole`
-builds the same ``FrozenTrial`` from six plain queries, one per table, and decodes each distinct distribution once.
+it through its ORM (2.6 ms a trial in a 32-worker profile, more than half the workers' CPU); this cache builds it
+with ``nas.study.changed_reads.read_whole`` (six plain queries, one per table).
 """
 from __future__ import annotations
 
-import datetime
-import functools
-import json
-
 import optuna
-import sqlalchemy
-from optuna.distributions import BaseDistribution, json_to_distribution
 from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.study.trial_writes import committed_statements
-
-CHUNK = 5000  # trial ids per query: within SQLite's limit of bound parameters
+from nas.study.changed_reads import read_whole, trial_states
 
 
 class StateSyncedCache(_CachedStorage):
@@ -36,8 +28,10 @@ class StateSyncedCache(_CachedStorage):
     def _read_trials_from_remote_storage(self, study_id: int) -> None:
         with self._lock:
             study = self._studies.setdefault(study_id, _StudyInfo())
-            changed = [trial_id for trial_id, state in self._states(study_id, study)
-                       if self._cached_state(study, trial_id) != state]
+            # the trials Optuna's sync would read whole: newer than the last finished one seen, or unfinished then
+            states = trial_states(self._backend.engine, study_id, study.last_finished_trial_id,
+                                  study.unfinished_trial_ids)
+            changed = [trial_id for trial_id, _, state in states if self._cached_state(study, trial_id) != state]
             if not changed:
                 return
             trials = read_whole(self._backend.engine, changed)
@@ -50,7 +44,7 @@ class StateSyncedCache(_CachedStorage):
                 study.unfinished_trial_ids.discard(trial._trial_id)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
-        """A finished trial from the cache; any other as stored now, built by :func:`read_whole` (Optuna's
+        """A finished trial from the cache; any other as stored now, built by ``read_whole`` (Optuna's
         ``ask`` and ``tell`` read the trial they hold three times a trial)."""
         with self._lock:
             cached = self._get_cached_trial(trial_id)
@@ -61,87 +55,10 @@ class StateSyncedCache(_CachedStorage):
             raise KeyError(models.NOT_FOUND_MSG)  # as Optuna's storage says it
         return trials[0]
 
-    def _states(self, study_id: int, study: _StudyInfo) -> list[tuple[int, TrialState]]:
-        """(storage id, state) of the trials Optuna's sync would read: newer than the last finished one it saw, or
-        unfinished at its last look."""
-        query = "SELECT trial_id, state FROM trials WHERE study_id = :study AND (trial_id > :after"
-        unfinished = sorted(study.unfinished_trial_ids)
-        statement = sqlalchemy.text(query + (" OR trial_id IN :ids)" if unfinished else ")"))
-        params = {"study": study_id, "after": study.last_finished_trial_id}
-        if unfinished:
-            statement = statement.bindparams(sqlalchemy.bindparam("ids", expanding=True))
-            params["ids"] = unfinished
-        with committed_statements(self._backend.engine) as connection:
-            return [(int(trial_id), TrialState[state]) for trial_id, state in connection.execute(statement, params)]
-
     def _cached_state(self, study: _StudyInfo, trial_id: int) -> TrialState | None:
         located = self._trial_id_to_study_id_and_number.get(trial_id)
         trial = study.trials.get(located[1]) if located is not None else None
         return trial.state if trial is not None else None
-
-
-def read_whole(engine: sqlalchemy.engine.Engine, trial_ids: list[int]) -> list[FrozenTrial]:
-    """The trials with these storage ids, in id order, as Optuna's ``RDBStorage._get_trials`` builds them."""
-    trials: list[FrozenTrial] = []
-    with committed_statements(engine) as connection:
-        for start in range(0, len(trial_ids), CHUNK):
-            trials += _read_chunk(connection, sorted(trial_ids)[start:start + CHUNK])
-    return trials
-
-
-def _rows(connection: sqlalchemy.engine.Connection, model: type, columns: tuple[str, ...], ids: list[int],
-          order: str) -> dict[int, list]:
-    """Trial id -> its rows of ``model``'s table (the ``columns``), ordered by ``order``."""
-    table = model.__table__
-    statement = sqlalchemy.select(table.c.trial_id, *(table.c[c] for c in columns)) \
-        .where(table.c.trial_id.in_(ids)).order_by(table.c[order])
-    by_trial: dict[int, list] = {}
-    for row in connection.execute(statement):
-        by_trial.setdefault(row[0], []).append(row[1:])
-    return by_trial
-
-
-def _read_chunk(connection: sqlalchemy.engine.Connection, ids: list[int]) -> list[FrozenTrial]:
-    params = _rows(connection, models.TrialParamModel, ("param_name", "param_value", "distribution_json"), ids,
-                   "param_id")
-    values = _rows(connection, models.TrialValueModel, ("objective", "value", "value_type"), ids, "trial_value_id")
-    user = _rows(connection, models.TrialUserAttributeModel, ("key", "value_json"), ids, "trial_user_attribute_id")
-    system = _rows(connection, models.TrialSystemAttributeModel, ("key", "value_json"), ids,
-                   "trial_system_attribute_id")
-    steps = _rows(connection, models.TrialIntermediateValueModel,
-                  ("step", "intermediate_value", "intermediate_value_type"), ids, "trial_intermediate_value_id")
-    table = models.TrialModel.__table__
-    rows = connection.execute(sqlalchemy.select(table.c.trial_id, table.c.number, table.c.state,
-                                                table.c.datetime_start, table.c.datetime_complete)
-                              .where(table.c.trial_id.in_(ids)).order_by(table.c.trial_id))
-    trials = []
-    for trial_id, number, state, started, completed in rows:
-        drawn = [(name, value, _distribution(json_text)) for name, value, json_text in params.get(trial_id, [])]
-        objectives = sorted(values.get(trial_id, []))
-        trials.append(FrozenTrial(
-            number=number, state=state, value=None,
-            values=[models.TrialValueModel.stored_repr_to_value(v, kind) for _, v, kind in objectives] or None,
-            datetime_start=_local(started), datetime_complete=_local(completed),
-            params={name: d.to_external_repr(value) for name, value, d in drawn},
-            distributions={name: d for name, _, d in drawn},
-            user_attrs={key: json.loads(text) for key, text in user.get(trial_id, [])},
-            system_attrs={key: json.loads(text) for key, text in system.get(trial_id, [])},
-            intermediate_values={step: models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(v, kind)
-                                 for step, v, kind in steps.get(trial_id, [])},
-            trial_id=trial_id))
-    return trials
-
-
-@functools.lru_cache(maxsize=4096)
-def _distribution(json_text: str) -> BaseDistribution:
-    """A stored distribution, decoded once per distinct JSON (a study has a few dozen; Optuna decodes each row
-    twice)."""
-    return json_to_distribution(json_text)
-
-
-def _local(stored: datetime.datetime | None) -> datetime.datetime | None:
-    """A stored naive-UTC time as the naive local time Optuna's trial model gives."""
-    return stored.replace(tzinfo=datetime.timezone.utc).astimezone().replace(tzinfo=None) if stored else None
 
 
 def state_synced(storage: optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
