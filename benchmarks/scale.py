@@ -10,7 +10,8 @@ rungs at 2 and 6 of 18 epochs) is grown through ``--sizes`` by resuming it with 
 sampling, constraints, dedup, rung decisions, storage writes, progress), and afterwards the latency of one rung
 decision (``rung_verdict``: read the rung's records from the storage, rank them) against the study at that size,
 and the storage queries per trial (SQL statements counted while ``--probe`` more trials run in this process).
-Every study is then checked: trials in the storage equal to the budget, none left RUNNING, no number twice.
+Every study is then checked: trials in the storage equal to the budget, none left RUNNING, none FAILED (a simulated
+trial has no reason to), no number twice.
 The per-trial time against study size is drawn to ``benchmarks/scale.html``.
 """
 from __future__ import annotations
@@ -99,8 +100,9 @@ def integrity(url: str, name: str, size: int) -> dict:
     trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
     numbers = [t.number for t in trials]
     running = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+    failed = sum(t.state == optuna.trial.TrialState.FAIL for t in trials)  # a simulated trial has no reason to fail
     return {"stored": len(trials), "lost": max(0, size - len(trials)), "extra": max(0, len(trials) - size),
-            "running": running, "numbers_twice": len(numbers) - len(set(numbers))}
+            "running": running, "failed": failed, "numbers_twice": len(numbers) - len(set(numbers))}
 
 
 def measure(sizes: list[int], workers: list[int], storages: dict[str, str], probe: int) -> list[dict]:
@@ -151,11 +153,12 @@ def section(rows: list[dict], command: str) -> str:
              "that size (median of 5). Queries = SQL statements per trial while a few more trials run in the "
              "benchmark's own process. Plot: `benchmarks/scale.html`.", "",
              "| storage | workers | study size | per trial (ms) | start-up (s) | rung decision (ms) | queries per trial "
-             "| lost | extra | left RUNNING |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| lost | extra | left RUNNING | failed |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         queries = "-" if r.get("queries") is None else f"{r['queries']:.0f}"
         lines.append(f"| {r['storage']} | {r['workers']} | {r['size']:,} | {r['per_trial_ms']:.0f} | {r['startup_s']:.1f} | "
-                     f"{r['rung_ms']:.1f} | {queries} | {r['lost']} | {r['extra']} | {r['running']} |")
+                     f"{r['rung_ms']:.1f} | {queries} | {r['lost']} | {r['extra']} | {r['running']} | "
+                     f"{r['failed']} |")
     return "\n".join(lines)
 
 
@@ -184,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         write_section(text)
         plot(rows, ROOT / "benchmarks" / "scale.html")
     probes = [r["probe_ok"] for r in rows if "probe_ok" in r]
-    clean = all(r["lost"] == r["extra"] == r["running"] == r["numbers_twice"] == 0 for r in rows + probes)
+    clean = all(r["lost"] == r["extra"] == r["running"] == r["failed"] == r["numbers_twice"] == 0
+                for r in rows + probes)
     return 0 if clean else 1
 
 

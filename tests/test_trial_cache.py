@@ -168,3 +168,29 @@ def test_trials_are_built_as_optunas_storage_builds_them(url, new_york):
             synced.get_trial(max(t._trial_id for t in theirs) + 1000)
     finally:
         optuna.delete_study(study_name=writer.study_name, storage=writer._storage)
+
+
+@pytest.mark.parametrize("after", range(1, 7))
+def test_a_whole_read_is_one_snapshot_whatever_finishes_during_it(url, after):
+    """A trial told COMPLETE while a worker reads it whole is read either running or complete with its values,
+    never complete without them (read table by table, the values could be read before the tell and the state
+    after it; such a trial stayed cached and broke every later NSGA-II parent selection of that worker: 80% of a
+    2-worker simulated study failed)."""
+    writer, _, synced = handles(url)
+    trial = writer.ask()
+    trial.suggest_int("x", 0, 9)
+    engine = synced._storage._backend.engine
+    executed = [0]
+
+    def tell_after_some_statements(*_):
+        executed[0] += 1
+        if executed[0] == after:
+            writer.tell(trial, [0.5, 3.0])
+
+    sqlalchemy.event.listen(engine, "after_cursor_execute", tell_after_some_statements)
+    try:
+        (read,) = read_whole(engine, [trial._trial_id])
+    finally:
+        sqlalchemy.event.remove(engine, "after_cursor_execute", tell_after_some_statements)
+    assert (read.state, read.values) in [(TrialState.RUNNING, None), (TrialState.COMPLETE, [0.5, 3.0])]
+    assert read.params == {"x": trial.params["x"]}

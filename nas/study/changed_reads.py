@@ -2,8 +2,9 @@
 the workers' trial cache's reads).
 
 On an RDB storage: the changed trials' states from the trials table alone, then only the attributes and values the
-ledger indexes; trials are read whole only when asked for, by :func:`read_whole` (plain queries, one per table, not
-Optuna's ORM load). Other storages fall back to Optuna's trial list.
+ledger indexes (states first: a trial read finished has all it will ever have); trials are read whole only when
+asked for, by :func:`read_whole` (one plain statement, not Optuna's ORM load). Other storages fall back to Optuna's
+trial list.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas.study.storage import storage_trial_id
 from nas.study.trial_writes import committed_statements
 
-CHUNK = 5000  # trial ids per query: within SQLite's limit of bound parameters
+CHUNK = 5000 // 6  # trial ids per whole read: its six tables each bind them, within SQLite's 32,766
 
 
 def rdb_backend(study: optuna.Study) -> optuna.storages.RDBStorage | None:
@@ -111,7 +112,9 @@ def read_trial(study: optuna.Study, trial_id: int) -> FrozenTrial:
 
 
 def read_whole(engine: sqlalchemy.engine.Engine, trial_ids: list[int]) -> list[FrozenTrial]:
-    """The trials with these storage ids, in id order, as Optuna's ``RDBStorage._get_trials`` builds them."""
+    """The trials with these storage ids, in id order, as Optuna's ``RDBStorage._get_trials`` builds them, from one
+    statement per ``CHUNK`` of ids (each worker reads each trial whole at least twice: a round trip per table was
+    most of a PostgreSQL trial's statements)."""
     trials: list[FrozenTrial] = []
     with committed_statements(engine) as connection:
         for start in range(0, len(trial_ids), CHUNK):
@@ -119,47 +122,52 @@ def read_whole(engine: sqlalchemy.engine.Engine, trial_ids: list[int]) -> list[F
     return trials
 
 
-def _rows(connection: sqlalchemy.engine.Connection, model: type, columns: tuple[str, ...], ids: list[int],
-          order: str) -> dict[int, list]:
-    """Trial id -> its rows of ``model``'s table (the ``columns``), ordered by ``order``."""
-    table = model.__table__
-    statement = sqlalchemy.select(table.c.trial_id, *(table.c[c] for c in columns)) \
-        .where(table.c.trial_id.in_(ids)).order_by(table.c[order])
-    by_trial: dict[int, list] = {}
-    for row in connection.execute(statement):
-        by_trial.setdefault(row[0], []).append(row[1:])
-    return by_trial
+# One row per stored item, tagged by its table: (kind, trial id, row id, name, number, text, integer, start, end).
+# Enums are read as their names (on PostgreSQL each is a type of its own, which one column cannot hold); NULLs in
+# later branches take the first branch's column types (both SQLite and PostgreSQL resolve a UNION so).
+_WHOLE = sqlalchemy.text(" UNION ALL ".join([
+    "SELECT 0 AS kind, trial_id, trial_id AS row_id, CAST(state AS VARCHAR(32)) AS name, CAST(NULL AS FLOAT) AS "
+    "number, CAST(NULL AS TEXT) AS body, number AS whole, datetime_start AS started, datetime_complete AS ended "
+    "FROM trials WHERE trial_id IN :ids",
+    "SELECT 1, trial_id, param_id, param_name, param_value, distribution_json, NULL, NULL, NULL FROM trial_params "
+    "WHERE trial_id IN :ids",
+    "SELECT 2, trial_id, trial_value_id, CAST(value_type AS VARCHAR(32)), value, NULL, objective, NULL, NULL "
+    "FROM trial_values WHERE trial_id IN :ids",
+    "SELECT 3, trial_id, trial_user_attribute_id, key, NULL, value_json, NULL, NULL, NULL "
+    "FROM trial_user_attributes WHERE trial_id IN :ids",
+    "SELECT 4, trial_id, trial_system_attribute_id, key, NULL, value_json, NULL, NULL, NULL "
+    "FROM trial_system_attributes WHERE trial_id IN :ids",
+    "SELECT 5, trial_id, trial_intermediate_value_id, CAST(intermediate_value_type AS VARCHAR(32)), "
+    "intermediate_value, NULL, step, NULL, NULL FROM trial_intermediate_values WHERE trial_id IN :ids",
+]) + " ORDER BY kind, row_id").bindparams(sqlalchemy.bindparam("ids", expanding=True)) \
+    .columns(started=sqlalchemy.DateTime, ended=sqlalchemy.DateTime)
+_VALUE_TYPE = models.TrialValueModel.TrialValueType
+_STEP_TYPE = models.TrialIntermediateValueModel.TrialIntermediateValueType
 
 
 def _read_chunk(connection: sqlalchemy.engine.Connection, ids: list[int]) -> list[FrozenTrial]:
-    params = _rows(connection, models.TrialParamModel, ("param_name", "param_value", "distribution_json"), ids,
-                   "param_id")
-    values = _rows(connection, models.TrialValueModel, ("objective", "value", "value_type"), ids, "trial_value_id")
-    user = _rows(connection, models.TrialUserAttributeModel, ("key", "value_json"), ids, "trial_user_attribute_id")
-    system = _rows(connection, models.TrialSystemAttributeModel, ("key", "value_json"), ids,
-                   "trial_system_attribute_id")
-    steps = _rows(connection, models.TrialIntermediateValueModel,
-                  ("step", "intermediate_value", "intermediate_value_type"), ids, "trial_intermediate_value_id")
-    table = models.TrialModel.__table__
-    rows = connection.execute(sqlalchemy.select(table.c.trial_id, table.c.number, table.c.state,
-                                                table.c.datetime_start, table.c.datetime_complete)
-                              .where(table.c.trial_id.in_(ids)).order_by(table.c.trial_id))
-    trials = []
-    for trial_id, number, state, started, completed in rows:
-        drawn = [(name, value, _distribution(json_text)) for name, value, json_text in params.get(trial_id, [])]
-        objectives = sorted(values.get(trial_id, []))
-        trials.append(FrozenTrial(
-            number=number, state=state, value=None,
-            values=[models.TrialValueModel.stored_repr_to_value(v, kind) for _, v, kind in objectives] or None,
-            datetime_start=_local(started), datetime_complete=_local(completed),
-            params={name: d.to_external_repr(value) for name, value, d in drawn},
-            distributions={name: d for name, _, d in drawn},
-            user_attrs={key: json.loads(text) for key, text in user.get(trial_id, [])},
-            system_attrs={key: json.loads(text) for key, text in system.get(trial_id, [])},
-            intermediate_values={step: models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(v, kind)
-                                 for step, v, kind in steps.get(trial_id, [])},
-            trial_id=trial_id))
-    return trials
+    fields: dict[int, dict] = {}
+    for kind, trial_id, _, name, number, body, whole, started, ended in connection.execute(_WHOLE, {"ids": ids}):
+        if kind == 0:
+            fields[trial_id] = {"number": whole, "state": TrialState[name], "datetime_start": _local(started),
+                                "datetime_complete": _local(ended), "params": {}, "distributions": {},
+                                "values": [], "user_attrs": {}, "system_attrs": {}, "intermediate_values": {}}
+            continue
+        trial = fields[trial_id]  # rows come by kind: the trial's own row first
+        if kind == 1:
+            distribution = _distribution(body)
+            trial["params"][name] = distribution.to_external_repr(number)
+            trial["distributions"][name] = distribution
+        elif kind == 2:
+            trial["values"].append((whole, models.TrialValueModel.stored_repr_to_value(number, _VALUE_TYPE[name])))
+        elif kind in (3, 4):
+            trial["user_attrs" if kind == 3 else "system_attrs"][name] = json.loads(body)
+        else:
+            trial["intermediate_values"][whole] = models.TrialIntermediateValueModel \
+                .stored_repr_to_intermediate_value(number, _STEP_TYPE[name])
+    return [FrozenTrial(value=None, trial_id=trial_id,
+                        **{**trial, "values": [value for _, value in sorted(trial["values"])] or None})
+            for trial_id, trial in sorted(fields.items())]
 
 
 @functools.lru_cache(maxsize=4096)

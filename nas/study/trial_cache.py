@@ -10,7 +10,8 @@ running trials' attributes in a worker (the ledger, the stale-trial sweep) reads
 
 Each worker still reads each finished trial whole once, so with W workers a trial is read W times; Optuna builds
 it through its ORM (2.6 ms a trial in a 32-worker profile, more than half the workers' CPU); this cache builds it
-with ``nas.study.changed_reads.read_whole`` (six plain queries, one per table).
+with ``nas.study.changed_reads.read_whole`` (one plain statement over the six tables: one snapshot, so a trial
+finished during the read is never read COMPLETE without its values).
 """
 from __future__ import annotations
 
