@@ -1,15 +1,18 @@
 """The search machinery at scale: simulated trials (``nas run --simulate``), so every cost measured is ours.
 
 Usage: ``python benchmarks/scale.py [--sizes 100 1000 10000] [--workers 1 8 32] [--storages sqlite postgresql]
-[--postgres URL] [--sampler nsga2|tpe|tpe-multivariate] [--write-results]``
+[--postgres URL] [--backend local|ray] [--sampler nsga2|tpe|tpe-multivariate] [--write-results]``
 
 For each storage (SQLite beside the study; PostgreSQL when ``--postgres`` or ``NAS_TEST_POSTGRES_URL`` gives a
 server) and each worker count, one study on the quickstart problem (permuted MNIST-1D, the perm-cnn-1d preset,
 NSGA-II unless ``--sampler tpe`` (or ``tpe-multivariate``: ``sampler.multivariate``), Pareto-aware ASHA with
-rungs at 2 and 6 of 18 epochs) is grown through ``--sizes`` by resuming it with a larger budget. Per segment: the wall time per trial (training costs nothing, so this is the machinery:
-sampling, constraints, dedup, rung decisions, storage writes, progress), and afterwards the latency of one rung
-decision (``rung_verdict``: read the rung's records from the storage, rank them) against the study at that size,
-and the storage queries per trial (SQL statements counted while ``--probe`` more trials run in this process).
+rungs at 2 and 6 of 18 epochs) is grown through ``--sizes`` by resuming it with a larger budget, its workers
+processes on the one storage (``--backend local``) or Ray actors (``--backend ray``: a local Ray runtime). Per
+segment: the wall time per trial (training costs nothing, so this is the machinery: sampling, constraints, dedup,
+rung decisions, storage writes, progress), and afterwards the latency of one rung decision (``rung_verdict``:
+read the rung's records from the storage, rank them) against the study at that size, and the storage queries per
+trial (SQL statements counted while ``--probe`` more trials run in this process, on the local backend whatever
+grew the study: a Ray actor's statements would go uncounted).
 Every study is then checked: trials in the storage equal to the budget, none left RUNNING, none FAILED (a simulated
 trial has no reason to), no number twice.
 The per-trial time against study size is drawn to ``benchmarks/scale.html``.
@@ -52,8 +55,10 @@ STUDY = {
 
 def grow(folder: Path, url: str, name: str, workers: int, size: int) -> float:
     """Resumes study ``name`` up to ``size`` trials with ``workers`` processes; returns the wall time."""
-    study = {**STUDY, "name": name, "storage": url, "budget": {"trials": size},
-             "execution": {**STUDY["execution"], "workers": workers}}
+    execution = {**STUDY["execution"], "workers": workers}
+    if execution["backend"] == "ray":  # each actor a share of the machine's CPUs, so that all of them run at once
+        execution["cpu"] = min(1.0, (os.cpu_count() or 1) / workers)
+    study = {**STUDY, "name": name, "storage": url, "budget": {"trials": size}, "execution": execution}
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(study))
     started = time.perf_counter()
@@ -79,7 +84,8 @@ def queries_per_trial(folder: Path, url: str, name: str, size: int, probe: int) 
     """SQL statements per trial while this process grows the study by ``probe`` trials (one worker)."""
     from nas.cli.main import main as nas_main
 
-    study = {**STUDY, "name": name, "storage": url, "budget": {"trials": size + probe}}
+    study = {**STUDY, "name": name, "storage": url, "budget": {"trials": size + probe},
+             "execution": {**STUDY["execution"], "backend": "local"}}  # in this process, whatever grew the study
     path = folder / f"{name}-probe.yaml"
     path.write_text(yaml.safe_dump(study))
     count = [0]
@@ -117,7 +123,8 @@ def measure(sizes: list[int], workers: list[int], storages: dict[str, str], prob
                 for size in sizes:
                     wall = grow(folder, url, name, count, size)
                     fixed = grow(folder, url, name, count, size)  # a run with nothing left to do: start-up only
-                    row = {"storage": storage, "workers": count, "size": size, "startup_s": fixed,
+                    row = {"storage": storage, "backend": STUDY["execution"]["backend"], "workers": count,
+                           "size": size, "startup_s": fixed,
                            "per_trial_ms": 1e3 * max(0.0, wall - fixed) / (size - done),
                            "rung_ms": rung_latency_ms(url, name), **integrity(url, name, size)}
                     row["queries"] = queries_per_trial(folder, url, name, size, probe) if probe else None
@@ -149,16 +156,18 @@ def section(rows: list[dict], command: str) -> str:
              "Machine: 2 cores (shared). Per trial = wall time of the segment that grew the study to its size, "
              "divided by the trials it added, less the start-up (a run with nothing left to do: imports, data, "
              "worker processes), which is listed apart. Nothing is trained: this is all machinery, with workers "
-             "as processes on the one storage. Rung = one `rung_verdict` at the first rung against the study at "
+             "as processes on the one storage or Ray actors (the backend column). Rung = one `rung_verdict` at the "
+             "first rung against the study at "
              "that size (median of 5). Queries = SQL statements per trial while a few more trials run in the "
              "benchmark's own process. Plot: `benchmarks/scale.html`.", "",
-             "| storage | workers | study size | per trial (ms) | start-up (s) | rung decision (ms) | queries per trial "
-             "| lost | extra | left RUNNING | failed |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| storage | backend | workers | study size | per trial (ms) | start-up (s) | rung decision (ms) "
+             "| queries per trial | lost | extra | left RUNNING | failed |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         queries = "-" if r.get("queries") is None else f"{r['queries']:.0f}"
-        lines.append(f"| {r['storage']} | {r['workers']} | {r['size']:,} | {r['per_trial_ms']:.0f} | {r['startup_s']:.1f} | "
-                     f"{r['rung_ms']:.1f} | {queries} | {r['lost']} | {r['extra']} | {r['running']} | "
-                     f"{r['failed']} |")
+        lines.append(f"| {r['storage']} | {r['backend']} | {r['workers']} | {r['size']:,} | "
+                     f"{r['per_trial_ms']:.0f} | {r['startup_s']:.1f} | {r['rung_ms']:.1f} | {queries} | "
+                     f"{r['lost']} | {r['extra']} | {r['running']} | {r['failed']} |")
     return "\n".join(lines)
 
 
@@ -174,8 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sampler", choices=["nsga2", "tpe", "tpe-multivariate"], default="nsga2",
                         help="the study's sampler (nsga2, as the first rows in RESULTS.md were measured; tpe: the "
                              "default; tpe-multivariate: tpe with sampler.multivariate)")
+    parser.add_argument("--backend", choices=["local", "ray"], default="local",
+                        help="workers as processes on the storage (local) or as Ray actors (ray)")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args(argv)
+    STUDY["execution"] = {**STUDY["execution"], "backend": args.backend}
     STUDY["sampler"] = {"name": args.sampler.split("-")[0], "seed": 0,
                         **({"multivariate": True} if args.sampler == "tpe-multivariate" else {})}
     storages = {"sqlite": None, "postgresql": args.postgres}
