@@ -86,6 +86,9 @@ class RayBackend:
         trainable = tune.with_resources(tune.with_parameters(train_ray_trial, setup=setup),
                                         {"cpu": execution.cpu, "gpu": execution.gpu})
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's legacy reporter honours verbose=0; ours shows progress
+        # Ray's CSV, JSON and TensorBoard loggers write every epoch of every trial again (the storage holds them):
+        # 10 of a simulated trial's 61 ms at 1,000 trials (benchmarks/RESULTS.md "Scale"); "0" turns them back on
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         results_dir = self.results_dir or (plan.config.run_dir() / "ray").resolve()
         tuner = tune.Tuner(
             trainable,
