@@ -137,14 +137,17 @@ def measure(sizes: list[int], workers: list[int], storages: dict[str, str], prob
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    """Per-trial machinery time against study size, one line per storage and worker count."""
+    """Per-trial machinery time against study size, one line per storage, backend and worker count."""
     import plotly.graph_objects as go
 
+    def line(row: dict) -> tuple:
+        return row["storage"], row.get("backend", "local"), row["workers"]
+
     figure = go.Figure()
-    for key in sorted({(r["storage"], r["workers"]) for r in rows}):
-        mine = [r for r in rows if (r["storage"], r["workers"]) == key]
+    for key in sorted({line(r) for r in rows}):
+        mine = [r for r in rows if line(r) == key]
         figure.add_trace(go.Scatter(x=[r["size"] for r in mine], y=[r["per_trial_ms"] for r in mine],
-                                    mode="lines+markers", name=f"{key[0]}, {key[1]} worker(s)"))
+                                    mode="lines+markers", name=f"{key[0]}, {key[1]}, {key[2]} worker(s)"))
     figure.update_layout(title="Machinery time per simulated trial against study size",
                          xaxis={"title": "trials in the study", "type": "log"},
                          yaxis={"title": "ms per trial", "rangemode": "tozero"})
