@@ -160,9 +160,8 @@ def section(rows: list[dict], command: str) -> str:
              "divided by the trials it added, less the start-up (a run with nothing left to do: imports, data, "
              "worker processes), which is listed apart. Nothing is trained: this is all machinery, with workers "
              "as processes on the one storage or Ray actors (the backend column). Rung = one `rung_verdict` at the "
-             "first rung against the study at "
-             "that size (median of 5). Queries = SQL statements per trial while a few more trials run in the "
-             "benchmark's own process. Plot: `benchmarks/scale.html`.", "",
+             "first rung against the study at that size (median of 5). Queries = SQL statements per trial while a "
+             "few more trials run in the benchmark's own process. Plot: `benchmarks/scale.html`.", "",
              "| storage | backend | workers | study size | per trial (ms) | start-up (s) | rung decision (ms) "
              "| queries per trial | lost | extra | left RUNNING | failed |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import functools
 import json
-import math
 
 import optuna
 import sqlalchemy
@@ -100,9 +99,8 @@ def read_values(study: optuna.Study, trial_ids: list[int]) -> dict[int, tuple[fl
     rows = _sql_rows(rdb_backend(study).engine, "SELECT trial_id, objective, value, value_type FROM trial_values "
                      "WHERE trial_id IN :ids", ("ids",), ids=trial_ids)
     by_trial: dict[int, dict[int, float]] = {}
-    for trial_id, objective, value, kind in rows:  # Optuna stores an infinite value as its sign, no number
-        number = {"INF_POS": math.inf, "INF_NEG": -math.inf}.get(kind, value)
-        by_trial.setdefault(int(trial_id), {})[int(objective)] = float(number)
+    for trial_id, objective, value, kind in rows:
+        by_trial.setdefault(int(trial_id), {})[int(objective)] = _objective_value(value, kind)
     return {trial_id: tuple(v[k] for k in sorted(v)) for trial_id, v in by_trial.items()}
 
 
@@ -141,7 +139,6 @@ _WHOLE = sqlalchemy.text(" UNION ALL ".join([
     "intermediate_value, NULL, step, NULL, NULL FROM trial_intermediate_values WHERE trial_id IN :ids",
 ]) + " ORDER BY kind, row_id").bindparams(sqlalchemy.bindparam("ids", expanding=True)) \
     .columns(started=sqlalchemy.DateTime, ended=sqlalchemy.DateTime)
-_VALUE_TYPE = models.TrialValueModel.TrialValueType
 _STEP_TYPE = models.TrialIntermediateValueModel.TrialIntermediateValueType
 
 
@@ -159,7 +156,7 @@ def _read_chunk(connection: sqlalchemy.engine.Connection, ids: list[int]) -> lis
             trial["params"][name] = distribution.to_external_repr(number)
             trial["distributions"][name] = distribution
         elif kind == 2:
-            trial["values"].append((whole, models.TrialValueModel.stored_repr_to_value(number, _VALUE_TYPE[name])))
+            trial["values"].append((whole, _objective_value(number, name)))
         elif kind in (3, 4):
             trial["user_attrs" if kind == 3 else "system_attrs"][name] = json.loads(body)
         else:
@@ -168,6 +165,11 @@ def _read_chunk(connection: sqlalchemy.engine.Connection, ids: list[int]) -> lis
     return [FrozenTrial(value=None, trial_id=trial_id,
                         **{**trial, "values": [value for _, value in sorted(trial["values"])] or None})
             for trial_id, trial in sorted(fields.items())]
+
+
+def _objective_value(stored: float | None, kind: str) -> float:
+    """An objective value as Optuna decodes it from its row: an infinite one is stored as its sign, no number."""
+    return float(models.TrialValueModel.stored_repr_to_value(stored, models.TrialValueModel.TrialValueType[kind]))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -5,9 +5,9 @@ read or write the row; on PostgreSQL BEGIN and COMMIT are round trips too); a tr
 ten groups (what it sampled, each epoch's curve and heartbeat, its result) and draws about 22 parameters. On SQLite
 and PostgreSQL an attribute group, and the parameters drawn inside :func:`batched_params`, are one statement (in
 autocommit on PostgreSQL): an insert (an upsert for attributes) of every row, guarded by the trial's state, so a
-finished trial refuses the whole group as Optuna refuses one value. A parameter name this process has not met is first checked
-against the study's distribution (Optuna's check, cached the same way). Any other storage keeps Optuna's one write
-per value; so does an attribute group whose statement fails.
+finished trial refuses the whole group as Optuna refuses one value. A parameter name this process has not met is
+first checked against the study's distribution (Optuna's check, cached the same way). Any other storage keeps
+Optuna's one write per value; so does an attribute group whose statement fails.
 """
 from __future__ import annotations
 
