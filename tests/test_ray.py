@@ -162,7 +162,21 @@ def test_a_ray_study_holds_the_same_records_as_a_local_one(killed_then_resumed):
     ray_dir = killed_then_resumed["root"] / "runs" / "r" / "ray"
     assert list(ray_dir.glob("r-*/trial-*"))
     logged = [p.name for p in ray_dir.rglob("*") if p.name in ("progress.csv", "result.json") or "tfevents" in p.name]
-    assert not logged, f"Ray's per-epoch loggers are on: {logged[:3]}"  # the storage holds every epoch already
+    assert not logged, f"Ray's loggers are on: {logged[:3]}"  # the storage holds every result already
+
+
+def test_a_ray_trial_reports_to_tune_once_with_its_outcome(killed_then_resumed):
+    """The rung rule runs inside the trial, so Tune hears from a trial once, at its end (README, Ray backend)."""
+    states = {t.number: t.state for t in killed_then_resumed["after"]}
+    ray_dir = killed_then_resumed["root"] / "runs" / "r" / "ray"
+    last_results = [json.loads(runtime)["last_result"] if isinstance(runtime, str) else runtime["last_result"]
+                    for path in ray_dir.glob("r-*/experiment_state-*.json")
+                    for _, runtime in json.loads(path.read_text())["trial_data"]]
+    finished = [r for r in last_results if "outcome" in r]  # the killed driver's trials never reported
+    assert finished and all(r["training_iteration"] == 1 for r in finished)
+    outcome = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "fail"}
+    assert {r["outcome"] for r in finished} >= {"complete", "pruned"}
+    assert all(r["outcome"] == outcome[states[r["number"]]] for r in finished)
 
 
 def test_the_rung_rule_prunes_ray_trials_and_only_full_fits_complete(killed_then_resumed):

@@ -169,12 +169,26 @@ def settle(ctx: TrialContext, trial: optuna.Trial, prepared: PreparedTrial, wait
         time.sleep(TWIN_POLL_S)
 
 
-def record_epoch(trial: AttributeSink, curve: list[dict], report: EpochReport, rungs: set[int]) -> None:
-    """Appends the epoch to the trial's ``curve``, beats its ``heartbeat`` and, at a rung, writes ``rung_<E>``: one
-    attribute group."""
-    curve.append(report.to_dict())
-    write(trial, curve=curve, heartbeat=time.time(),
-          rung=(report.epoch, report.val_accuracy) if report.epoch in rungs else None)
+def epoch_callback(study: optuna.Study, config: StudyConfig, trial: AttributeSink, number: int,
+                   genome: Genome) -> Callable[[EpochReport], bool]:
+    """The fit's per-epoch callback on every backend: appends the epoch to the trial's ``curve`` and beats its
+    ``heartbeat`` (one attribute group, with ``rung_<E>`` at a rung); at a rung it asks the rung rule, and a trial
+    the rule stops gets its ``reason`` written and the fit is told to stop (True)."""
+    rungs, curve = set(config.pruner.rungs()), []
+    metrics = {"params": genome.params, "flops": genome.flops}  # the rung's objectives besides accuracy
+
+    def on_epoch(report: EpochReport) -> bool:
+        curve.append(report.to_dict())
+        at_rung = report.epoch in rungs
+        write(trial, curve=curve, heartbeat=time.time(), rung=(report.epoch, report.val_accuracy) if at_rung else None)
+        if not at_rung:
+            return False
+        reason = rung_verdict(study, config, number, report.epoch, report.val_accuracy, metrics)
+        if reason is not None:
+            write(trial, reason=reason)
+        return reason is not None
+
+    return on_epoch
 
 
 def record_result(trial: AttributeSink, prepared: PreparedTrial, result: TrainResult,
@@ -204,20 +218,7 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
     prepared = prepare_trial(ctx, trial)
     if isinstance(prepared, TrialState):
         return prepared
-    rungs = set(config.pruner.rungs())
-    curve: list[dict] = []
-
-    def on_epoch(report: EpochReport) -> bool:
-        record_epoch(trial, curve, report, rungs)
-        if report.epoch not in rungs:
-            return False
-        reason = rung_verdict(study, config, trial.number, report.epoch, report.val_accuracy,
-                              TrialRecord.of(trial).metrics())
-        if reason is None:
-            return False
-        write(trial, reason=reason)
-        return True
-
+    on_epoch = epoch_callback(study, config, trial, trial.number, prepared.genome)
     with heartbeat(trial, config.execution.heartbeat_s):
         result = fit_function(config)(prepared.genome, ctx.data, prepared.train, callback=on_epoch,
                                       evaluate_test=True)

@@ -1,8 +1,9 @@
 """``nas run --backend ray``: the same study, storage, records and rung rule, with Ray Tune scheduling the trials.
 
-The driver (this process) owns the study: ``StudySearcher`` reserves, samples and tells, ``RungScheduler``
-applies the Pareto-aware rung rule. Each Ray trial trains one genome (``nas.execution.ray.trainable``) and writes
-its own records into the same storage, so every node must reach it (PostgreSQL on a cluster) and the weights land
+The driver (this process) owns the study: ``StudySearcher`` reserves, samples and tells. Each Ray trial trains
+one genome (``nas.execution.ray.trainable``), applies the Pareto-aware rung rule at its rung epochs as a local
+worker does (Tune's scheduler is FIFO) and writes its own records into the same storage, so every node must reach
+it (PostgreSQL on a cluster) and the weights land
 in the artifact folder of the node that trained them (a shared filesystem keeps them together). The study plan
 (baseline, then search) is ``nas.study.run``'s, as on the local backend.
 
@@ -34,7 +35,6 @@ except ImportError:  # the CLI imports this module only for backend 'ray'
     raise ConfigError("execution.backend: 'ray' needs Ray Tune; install it with "
                       "pip install 'nas-explorer[ray]'") from None
 
-from nas.execution.ray.scheduler import RungScheduler
 from nas.execution.ray.searcher import DriverOnly, StudySearcher
 from nas.execution.ray.trainable import RaySetup, train_ray_trial
 from nas.execution.trial import trial_context
@@ -79,21 +79,21 @@ class RayBackend:
         driver_study.sampler = make_sampler(plan.config, 0, stored=len(driver_study.get_trials(deepcopy=False)))
         ctx = trial_context(plan, driver_study)
         searcher = StudySearcher(ctx, plan, deadline)
-        scheduler = RungScheduler(driver_study, plan.config, on_stop=searcher.note_rung_stop)
         setup = RaySetup(config=absolute_dataset(plan.config).model_dump(mode="json"), url=plan.url,
                          artifact_dir=str(ctx.artifact_dir.resolve()) if ctx.artifact_dir else None,
                          threads=max(1, int(execution.cpu)))
         trainable = tune.with_resources(tune.with_parameters(train_ray_trial, setup=setup),
                                         {"cpu": execution.cpu, "gpu": execution.gpu})
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's legacy reporter honours verbose=0; ours shows progress
-        # Ray's CSV, JSON and TensorBoard loggers write every epoch of every trial again (the storage holds them):
-        # 10 of a simulated trial's 61 ms at 1,000 trials (benchmarks/RESULTS.md "Scale"); "0" turns them back on
+        # Ray's CSV, JSON and TensorBoard loggers write each trial's result again (the storage holds it): 10 of a
+        # simulated trial's 61 ms at 1,000 trials when trials reported every epoch (benchmarks/RESULTS.md "Scale");
+        # "0" turns them back on
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         results_dir = self.results_dir or (plan.config.run_dir() / "ray").resolve()
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=execution.workers),
-                                        scheduler=scheduler, num_samples=-1, reuse_actors=True,
+                                        num_samples=-1, reuse_actors=True,
                                         trial_name_creator=trial_name, trial_dirname_creator=trial_name),
             run_config=tune.RunConfig(name=f"{plan.config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                       storage_path=str(results_dir),

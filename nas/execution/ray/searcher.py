@@ -25,7 +25,7 @@ from nas.study.plan import RunPlan, reserve_trial
 from nas.study.records import write
 from nas.study.storage import record_violation
 
-OUTCOME = "outcome"  # result key of a trial's last report: 'complete' or 'fail'; absent on per-epoch reports
+OUTCOME = "outcome"  # result key of a trial's one report: 'complete', 'pruned' or 'fail'
 
 
 class DriverOnly:
@@ -50,7 +50,6 @@ class StudySearcher(DriverOnly, Searcher):
         super().__init__()
         self.ctx, self.plan, self.deadline = ctx, plan, deadline
         self.live: dict[str, optuna.Trial] = {}     # Ray trial id -> the reserved Optuna trial
-        self.rung_reasons: dict[int, str] = {}      # trial number -> why the rung rule stopped it
         self.unrecorded: list[str] = []             # trials whose outcome the storage refused (raised after the run)
         self.finished = False                       # the budget or the deadline is used up
         self.waiting: dict[optuna.Trial, PreparedTrial] = {}  # reserved trials whose twin is still training
@@ -119,10 +118,6 @@ class StudySearcher(DriverOnly, Searcher):
     def restore(self, checkpoint_path: str) -> None:
         """Nothing to restore: see ``save``."""
 
-    def note_rung_stop(self, number: int, reason: str) -> None:
-        """The scheduler stopped trial ``number`` at a rung: it will be told PRUNED with ``reason``."""
-        self.rung_reasons[number] = reason
-
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         trial = self.live.pop(trial_id, None)
         if trial is None:
@@ -136,7 +131,6 @@ class StudySearcher(DriverOnly, Searcher):
 
     def _tell(self, trial: optuna.Trial, trial_id: str, result: dict, error: bool) -> None:
         study = self.ctx.study
-        reason = self.rung_reasons.pop(trial.number, None)
         if error:
             write(trial, reason=f"Ray trial {trial_id} errored outside training (a node that cannot reach the "
                                 f"storage, or a dead actor or node) after {self.ctx.config.execution.max_failures} "
@@ -145,14 +139,12 @@ class StudySearcher(DriverOnly, Searcher):
         elif result.get(OUTCOME) == "complete":
             record_violation(trial, 0.0)
             study.tell(trial, objective_values(self.ctx.config, result), skip_if_finished=True)
-        elif result.get(OUTCOME) == "fail":
-            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)  # the trainable wrote the reason
-        elif reason is not None:
-            write(trial, epochs=int(result.get("epoch", 0)), reason=reason)
-            study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
-        else:  # stopped by Ray itself (interrupted): like a killed worker's trial, it does not use up the budget
-            write(trial, epochs=int(result.get("epoch", 0)),
-                  reason="Ray Tune stopped the trial before it finished (run interrupted)", killed=True)
+        elif result.get(OUTCOME) in ("pruned", "fail"):  # the trainable wrote its reason and epochs
+            state = TrialState.PRUNED if result[OUTCOME] == "pruned" else TrialState.FAIL
+            study.tell(trial, state=state, skip_if_finished=True)
+        else:  # stopped by Ray itself (interrupted): like a killed worker's trial, it does not use up the budget;
+            # its epochs are its stored curve's (Ray sees a trial's result only at its end)
+            write(trial, reason="Ray Tune stopped the trial before it finished (run interrupted)", killed=True)
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
