@@ -155,10 +155,14 @@ class Genome:
         key = _KEYS.get(graph_json)
         if key is None:
             key = self._wl_key()  # on this genome: its analysis is usually done already
-            if len(_KEYS) >= _KEYS_KEPT:
-                del _KEYS[next(iter(_KEYS))]  # the oldest
-            _KEYS[graph_json] = key
+            _remember(graph_json, key)
         return key
+
+    def with_known_key(self, key: str) -> "Genome":
+        """This genome, its ``key`` as computed elsewhere (a Ray trial's, by the driver that sampled it): saves
+        recomputing the hash. The caller vouches for the key."""
+        _remember(json.dumps(self.to_dict(), sort_keys=True), key)
+        return self
 
     def _wl_key(self) -> str:
         info = self.analyze()
@@ -247,3 +251,9 @@ class Genome:
 
 _KEYS: dict[str, str] = {}  # Genome.key by the graph's JSON, oldest first
 _KEYS_KEPT = 4096
+
+
+def _remember(graph_json: str, key: str) -> None:
+    if len(_KEYS) >= _KEYS_KEPT:
+        del _KEYS[next(iter(_KEYS))]  # the oldest
+    _KEYS[graph_json] = key

@@ -202,8 +202,9 @@ def test_nas_status_reads_a_ray_study(killed_then_resumed, capsys):
     assert status["pareto"] and all(row["epochs"] == 3 for row in status["pareto"])
 
 
-def test_a_simulated_study_runs_on_ray_and_stores_no_weights(tmp_path, monkeypatch):
-    """``--simulate`` on the Ray backend: every trial scored by the synthetic curve, none failed, no weights."""
+def test_a_simulated_study_runs_on_ray_and_stores_no_weights(tmp_path, monkeypatch, capfd):
+    """``--simulate`` on the Ray backend: every trial scored by the synthetic curve, none failed, no weights; and
+    no line per trial from Ray about the result files its loggers (off) did not write."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
     study_file, url = write_study(tmp_path, budget={"trials": 4})
@@ -212,6 +213,7 @@ def test_a_simulated_study_runs_on_ray_and_stores_no_weights(tmp_path, monkeypat
         assert main(["run", study_file, "--simulate"]) == 0
     finally:
         ray.shutdown()
+    assert "result.json" not in capfd.readouterr().err
     trials = trials_of(url)
     assert len(trials) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     assert all(t.user_attrs.get("simulated") for t in trials if "infeasible" not in t.user_attrs)

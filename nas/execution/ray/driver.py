@@ -36,7 +36,7 @@ except ImportError:  # the CLI imports this module only for backend 'ray'
                       "pip install 'nas-explorer[ray]'") from None
 
 from nas.execution.ray.searcher import DriverOnly, StudySearcher
-from nas.execution.ray.trainable import RaySetup, train_ray_trial
+from nas.execution.ray.trainable import RaySetup, RayTrial
 from nas.execution.trial import trial_context
 from nas.search.samplers import make_sampler
 from nas.study.plan import RunPlan
@@ -82,13 +82,15 @@ class RayBackend:
         setup = RaySetup(config=absolute_dataset(plan.config).model_dump(mode="json"), url=plan.url,
                          artifact_dir=str(ctx.artifact_dir.resolve()) if ctx.artifact_dir else None,
                          threads=max(1, int(execution.cpu)))
-        trainable = tune.with_resources(tune.with_parameters(train_ray_trial, setup=setup),
+        trainable = tune.with_resources(tune.with_parameters(RayTrial, setup=setup),
                                         {"cpu": execution.cpu, "gpu": execution.gpu})
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's legacy reporter honours verbose=0; ours shows progress
         # Ray's CSV, JSON and TensorBoard loggers write each trial's result again (the storage holds it): 10 of a
         # simulated trial's 61 ms at 1,000 trials when trials reported every epoch (benchmarks/RESULTS.md "Scale");
         # "0" turns them back on
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+        # without them, the ResultGrid that fit() returns warns of each trial's missing result.json (unused here)
+        logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
         results_dir = self.results_dir or (plan.config.run_dir() / "ray").resolve()
         tuner = tune.Tuner(
             trainable,
@@ -98,6 +100,7 @@ class RayBackend:
             run_config=tune.RunConfig(name=f"{plan.config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                       storage_path=str(results_dir),
                                       failure_config=tune.FailureConfig(max_failures=execution.max_failures),
+                                      checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
                                       callbacks=[ProgressCallback([poll, searcher.beat_waiting])], verbose=0))
         results = tuner.fit()
         if searcher.unrecorded:

@@ -23,7 +23,7 @@ from nas.execution.trial import (PreparedTrial, TrialContext, objective_values, 
 from nas.execution.twins import beat
 from nas.study.plan import RunPlan, reserve_trial
 from nas.study.records import write
-from nas.study.storage import record_violation
+from nas.study.storage import record_violation, storage_trial_id
 
 OUTCOME = "outcome"  # result key of a trial's one report: 'complete', 'pruned' or 'fail'
 
@@ -110,7 +110,7 @@ class StudySearcher(DriverOnly, Searcher):
             return None
         write(trial, ray_trial=trial_id)
         self.live[trial_id] = trial
-        return ray_params(trial.number, outcome)
+        return ray_params(trial, outcome)
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: the study's storage holds this searcher's state."""
@@ -148,9 +148,11 @@ class StudySearcher(DriverOnly, Searcher):
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
-def ray_params(number: int, prepared: PreparedTrial) -> dict:
-    """What a Ray trial is told: the trial number, the genome's JSON and every training value (plain JSON)."""
+def ray_params(trial: optuna.Trial, prepared: PreparedTrial) -> dict:
+    """What a Ray trial is told: the trial's number and storage id, the genome's JSON and canonical key (computed
+    here already) and every training value (plain JSON)."""
     train = dataclasses.asdict(prepared.train)
     for local_only in ("threads", "device"):  # set per Ray trial from the resources it gets
         train.pop(local_only)
-    return {"number": number, "genome": prepared.genome.to_json(), "train": train}
+    return {"number": trial.number, "trial_id": storage_trial_id(trial), "genome": prepared.genome.to_json(),
+            "genome_key": prepared.genome.key(), "train": train}

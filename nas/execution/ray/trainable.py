@@ -1,11 +1,9 @@
 """Inside a Ray worker: one Ray trial trains the genome the driver sampled, applies the rung rule and writes its own
-trial records."""
+trial records; Tune hears from it once, at its end."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import optuna
 import ray
@@ -34,46 +32,58 @@ class RaySetup:
     threads: int        # torch threads per trial: max(1, int(execution.cpu))
 
 
-_CACHE: dict[str, object] = {}  # per worker process, kept across the trials of a reused actor
+class RayTrial(tune.Trainable):
+    """A Ray trial: one ``step`` trains one study trial to its end, applying the rung rule at its rung epochs and
+    writing its records to the storage as a local worker does, and returns its one result to Ray Tune.
 
-
-def _cached(key: str, make: Callable[[], object]):
-    if key not in _CACHE:
-        _CACHE[key] = make()
-    return _CACHE[key]
-
-
-def train_ray_trial(params: dict, setup: RaySetup) -> None:
-    """One Ray trial: trains the genome, applies the rung rule at its rung epochs and writes its records to the
-    storage, as a local worker does; reports once to Ray Tune, at the end.
-
-    That one report carries ``outcome``: 'complete' with the metrics, 'pruned' (the rung rule stopped it; its
-    reason is written) or 'fail'. Deciding rungs here rather than in a Tune scheduler keeps the driver's one
-    loop out of every epoch: 58 -> ?? ms of machinery per simulated trial at 10,000 trials
-    (benchmarks/RESULTS.md "Scale").
+    A class rather than a function trainable: a function's report waits on a handshake with the driver and its
+    return sends a second result, two round trips through Tune's one loop per trial where this takes one.
+    Deciding rungs here rather than in a Tune scheduler keeps that loop out of every epoch. The result carries
+    ``outcome``: 'complete' with the metrics, 'pruned' (the rung rule stopped it; its reason is written) or 'fail'.
+    Storage, study (its ledger reads only what changed since the last rung) and data are opened once per actor and
+    kept across the trials it is reused for.
     """
-    config = parse_config(setup.config)
-    storage = _cached(f"storage:{setup.url}", lambda: open_storage(setup.url))
-    study = _cached(f"study:{setup.url}:{config.name}",  # its ledger reads only what changed since the last rung
-                    lambda: optuna.load_study(study_name=config.name, storage=storage))
-    trial = StoredTrial.by_number(storage, config.name, int(params["number"]))
-    write(trial, node=ray.get_runtime_context().get_node_id())
-    outcome, metrics, epochs = "fail", None, 0
-    try:
-        genome = Genome.from_json(params["genome"])
-        device = "cuda" if ray.get_gpu_ids() else "cpu"
-        prepared = PreparedTrial(genome, TrainConfig(**params["train"], threads=setup.threads, device=device))
-        data: Splits = _cached(f"data:{json.dumps(config.dataset, sort_keys=True)}",
-                               lambda: load_dataset(config.dataset))
-        on_epoch = epoch_callback(study, config, trial, trial.number, genome)
-        with heartbeat(trial, config.execution.heartbeat_s):
-            result = fit_function(config)(genome, data, prepared.train, callback=on_epoch, evaluate_test=True)
-        epochs = result.epochs
-        metrics = record_result(trial, prepared, result, None if setup.artifact_dir is None else (
-            lambda model: upload_weights(Path(setup.artifact_dir), trial.number, trial.frozen(), model, storage)))
-        outcome = "pruned" if result.stopped == "callback" else "fail" if metrics is None else "complete"
-    except UpdateFinishedTrialError:
-        pass  # a sweep ended it while this worker lived: nothing more to write, the driver tells nothing new
-    except Exception as exc:  # a trial's crash is recorded, the study goes on
-        record_failure(trial, exc)
-    tune.report({"number": trial.number, "epoch": epochs, OUTCOME: outcome, **(metrics or {})})
+
+    def setup(self, config: dict, setup: RaySetup) -> None:
+        self.shared, self.study_config = setup, parse_config(setup.config)
+        self.storage = open_storage(setup.url)
+        self.study = optuna.load_study(study_name=self.study_config.name, storage=self.storage)
+        self.data: Splits | None = None
+
+    def reset_config(self, new_config: dict) -> bool:
+        return True  # ``step`` reads the new trial from ``self.config``, which Tune has set
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        """Nothing to save: a trial runs in one step and writes everything to the storage."""
+
+    def load_checkpoint(self, checkpoint: dict | str | None) -> None:
+        """Nothing to restore: a retried trial starts again from its first epoch."""
+
+    def step(self) -> dict:
+        return {**self.fit_trial(self.config), "done": True}
+
+    def fit_trial(self, params: dict) -> dict:
+        """Trains the study trial ``params`` describes (``searcher.ray_params``); returns its result for Tune."""
+        config, setup = self.study_config, self.shared
+        trial = StoredTrial(self.storage, int(params["trial_id"]), int(params["number"]))
+        write(trial, node=ray.get_runtime_context().get_node_id())
+        outcome, metrics, epochs = "fail", None, 0
+        try:
+            genome = Genome.from_json(params["genome"]).with_known_key(params["genome_key"])
+            device = "cuda" if ray.get_gpu_ids() else "cpu"
+            prepared = PreparedTrial(genome, TrainConfig(**params["train"], threads=setup.threads, device=device))
+            self.data = self.data or load_dataset(config.dataset)
+            on_epoch = epoch_callback(self.study, config, trial, trial.number, genome)
+            with heartbeat(trial, config.execution.heartbeat_s):
+                result = fit_function(config)(genome, self.data, prepared.train, callback=on_epoch,
+                                              evaluate_test=True)
+            epochs = result.epochs
+            metrics = record_result(trial, prepared, result, None if setup.artifact_dir is None else (
+                lambda model: upload_weights(Path(setup.artifact_dir), trial.number, trial.frozen(), model,
+                                             self.storage)))
+            outcome = "pruned" if result.stopped == "callback" else "fail" if metrics is None else "complete"
+        except UpdateFinishedTrialError:
+            pass  # a sweep ended it while this worker lived: nothing more to write, the driver tells nothing new
+        except Exception as exc:  # a trial's crash is recorded, the study goes on
+            record_failure(trial, exc)
+        return {"number": trial.number, "epoch": epochs, OUTCOME: outcome, **(metrics or {})}
