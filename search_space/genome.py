@@ -254,6 +254,6 @@ _KEYS_KEPT = 4096
 
 
 def _remember(graph_json: str, key: str) -> None:
-    if len(_KEYS) >= _KEYS_KEPT:
+    if graph_json not in _KEYS and len(_KEYS) >= _KEYS_KEPT:
         del _KEYS[next(iter(_KEYS))]  # the oldest
     _KEYS[graph_json] = key

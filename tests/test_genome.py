@@ -137,6 +137,18 @@ def test_key_respects_concat_order_but_not_add_order():
     assert swapped("concat").key() != merge_genome("concat").key()
 
 
+def test_a_known_key_is_taken_as_given_for_that_graph_only():
+    """A Ray trial's genome carries the key its driver computed: the same graph is not hashed again."""
+    genome = get_zoo("perm-cnn").build((40,), 10)
+    text = genome.to_json()
+    vouched = Genome.from_json(text).with_known_key("sent-by-the-driver")
+    assert vouched.key() == Genome.from_json(text).key() == "sent-by-the-driver"
+    other = json.loads(text)
+    next(n for n in other["nodes"] if n["op"] == "conv")["out_channels"] = 32
+    assert Genome.from_dict(other).key() != "sent-by-the-driver"
+    Genome.from_json(text).with_known_key(get_zoo("perm-cnn").build((40,), 10)._wl_key())  # the true key again
+
+
 def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(GenomeError, match="missing.json"):
         Genome.load(tmp_path / "missing.json")

@@ -38,9 +38,10 @@ def test_a_group_is_stored_and_the_live_trial_sees_it(study):
     assert stored_attrs(study, trial.number) == trial.user_attrs
 
 
-def test_a_trial_opened_by_number_is_written_the_same_way(study):
+def test_a_trial_opened_by_its_storage_id_is_written_the_same_way(study):
+    """As a Ray trial opens the trial the driver reserved (it holds no live ``optuna.Trial``)."""
     trial = study.ask()
-    set_user_attrs(StoredTrial.by_number(study._storage, study.study_name, trial.number), {"reason": "x", "killed": True})
+    set_user_attrs(StoredTrial(study._storage, trial._trial_id, trial.number), {"reason": "x", "killed": True})
     assert stored_attrs(study, trial.number) == {"reason": "x", "killed": True}
 
 

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from evaluators.datasets import Splits, default_cache_dir, load_dataset
 from evaluators.ordering import data_orders
 from evaluators.training import EpochReport, TrainConfig, TrainResult, train
-from nas.scheduling.rungs import rung_verdict
+from nas.scheduling.rungs import RUNG_METRICS, rung_verdict
 from nas.search.genomes import genome_family, reorder_request, sample_epochs, sample_genome
 from nas.search.presets import dense_space_within, resolve_space
 from nas.study.config import StudyConfig
@@ -175,7 +175,7 @@ def epoch_callback(study: optuna.Study, config: StudyConfig, trial: AttributeSin
     ``heartbeat`` (one attribute group, with ``rung_<E>`` at a rung); at a rung it asks the rung rule, and a trial
     the rule stops gets its ``reason`` written and the fit is told to stop (True)."""
     rungs, curve = set(config.pruner.rungs()), []
-    metrics = {"params": genome.params, "flops": genome.flops}  # the rung's objectives besides accuracy
+    metrics = {name: getattr(genome, name) for name in RUNG_METRICS}  # known before training
 
     def on_epoch(report: EpochReport) -> bool:
         curve.append(report.to_dict())

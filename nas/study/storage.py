@@ -287,11 +287,6 @@ class StoredTrial:
         self.storage, self.trial_id, self.number = storage, trial_id, number
 
     @classmethod
-    def by_number(cls, storage: optuna.storages.BaseStorage, study_name: str, number: int) -> "StoredTrial":
-        study_id = storage.get_study_id_from_name(study_name)
-        return cls(storage, storage.get_trial_id_from_study_id_trial_number(study_id, number), number)
-
-    @classmethod
     def of(cls, study: optuna.Study, trial: FrozenTrial) -> "StoredTrial":
         return cls(study._storage, storage_trial_id(trial), trial.number)  # noqa: SLF001 (no public API for this)
 

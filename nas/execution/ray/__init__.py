@@ -1,2 +1,2 @@
-"""The Ray Tune backend: the Tuner driver, the Searcher and TrialScheduler adapters, the trainable. Needs ``ray``
+"""The Ray Tune backend: the Tuner driver, the Searcher adapter, the trainable (``RayTrial``). Needs ``ray``
 (the ``ray`` extra); imported only when a study runs with ``backend: ray``. Never imports ``nas.execution.local``."""

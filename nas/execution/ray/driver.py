@@ -3,9 +3,9 @@
 The driver (this process) owns the study: ``StudySearcher`` reserves, samples and tells. Each Ray trial trains
 one genome (``nas.execution.ray.trainable``), applies the Pareto-aware rung rule at its rung epochs as a local
 worker does (Tune's scheduler is FIFO) and writes its own records into the same storage, so every node must reach
-it (PostgreSQL on a cluster) and the weights land
-in the artifact folder of the node that trained them (a shared filesystem keeps them together). The study plan
-(baseline, then search) is ``nas.study.run``'s, as on the local backend.
+it (PostgreSQL on a cluster) and the weights land in the artifact folder of the node that trained them (a shared
+filesystem keeps them together). The study plan (baseline, then search) is ``nas.study.run``'s, as on the local
+backend.
 
 ``execution`` maps onto Ray: ``workers`` is the concurrency limit, ``{cpu, gpu}`` each trial's resources
 (fractional GPUs share one device; a trial given a GPU trains on CUDA) and its torch threads
@@ -89,8 +89,6 @@ class RayBackend:
         # simulated trial's 61 ms at 1,000 trials when trials reported every epoch (benchmarks/RESULTS.md "Scale");
         # "0" turns them back on
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-        # without them, the ResultGrid that fit() returns warns of each trial's missing result.json (unused here)
-        logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
         results_dir = self.results_dir or (plan.config.run_dir() / "ray").resolve()
         tuner = tune.Tuner(
             trainable,
@@ -102,7 +100,8 @@ class RayBackend:
                                       failure_config=tune.FailureConfig(max_failures=execution.max_failures),
                                       checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
                                       callbacks=[ProgressCallback([poll, searcher.beat_waiting])], verbose=0))
-        results = tuner.fit()
+        with quiet_result_files():
+            results = tuner.fit()
         if searcher.unrecorded:
             raise RuntimeError(f"{len(searcher.unrecorded)} trial(s) could not be recorded in {mask_url(plan.url)}: "
                                f"{'; '.join(searcher.unrecorded[:3])}; run again to mark them FAIL and finish the "
@@ -115,6 +114,20 @@ class RayBackend:
                                    f"{results_dir}; run again to mark unfinished trials FAIL and finish the budget")
             # Tune ends fit() quietly on Ctrl-C; its untold trials stay RUNNING until the next run sweeps them
             raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def quiet_result_files() -> Iterator[None]:
+    """With Tune's loggers off, the ResultGrid that ``fit()`` returns warns of every trial's missing result.json
+    (a line per trial; the storage holds the results): silenced for the fit, and only then."""
+    analysis = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = analysis.level
+    if os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS") == "1":
+        analysis.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        analysis.setLevel(level)
 
 
 def trial_name(trial: tune.experiment.Trial) -> str:

@@ -2,7 +2,7 @@
 
 ``suggest`` reserves a trial under the study's budget lock (so the driver's pid and host are its ``pid``/``host``
 and a dead driver's trials are swept like a dead local worker's), samples its genome define-by-run here in the
-driver, and hands Ray the genome's JSON, the training values and the trial number. Infeasible genomes and twins
+driver, and hands Ray the trial's number and storage id, the genome's JSON and key, and the training values. Infeasible genomes and twins
 of finished trials are told at once and never reach Ray; a twin of a trial still training waits here, without
 blocking the driver, until that one ends (``nas.execution.twins``). ``on_trial_complete`` tells the outcome: COMPLETE with
 the objective values of a full-length fit, PRUNED when the rung rule stopped it (never COMPLETE with partial
@@ -142,9 +142,9 @@ class StudySearcher(DriverOnly, Searcher):
         elif result.get(OUTCOME) in ("pruned", "fail"):  # the trainable wrote its reason and epochs
             state = TrialState.PRUNED if result[OUTCOME] == "pruned" else TrialState.FAIL
             study.tell(trial, state=state, skip_if_finished=True)
-        else:  # stopped by Ray itself (interrupted): like a killed worker's trial, it does not use up the budget;
-            # its epochs are its stored curve's (Ray sees a trial's result only at its end)
-            write(trial, reason="Ray Tune stopped the trial before it finished (run interrupted)", killed=True)
+        else:  # Tune ended it without its result (a stop from outside; on Ctrl-C Tune tells nothing): like a
+            # killed worker's trial it does not use up the budget; its epochs are its stored curve's
+            write(trial, reason="Ray Tune ended the trial without its result", killed=True)
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
@@ -154,5 +154,5 @@ def ray_params(trial: optuna.Trial, prepared: PreparedTrial) -> dict:
     train = dataclasses.asdict(prepared.train)
     for local_only in ("threads", "device"):  # set per Ray trial from the resources it gets
         train.pop(local_only)
-    return {"number": trial.number, "trial_id": storage_trial_id(trial), "genome": prepared.genome.to_json(),
+    return {"number": trial.number, "storage_id": storage_trial_id(trial), "genome": prepared.genome.to_json(),
             "genome_key": prepared.genome.key(), "train": train}

@@ -65,7 +65,7 @@ class RayTrial(tune.Trainable):
     def fit_trial(self, params: dict) -> dict:
         """Trains the study trial ``params`` describes (``searcher.ray_params``); returns its result for Tune."""
         config, setup = self.study_config, self.shared
-        trial = StoredTrial(self.storage, int(params["trial_id"]), int(params["number"]))
+        trial = StoredTrial(self.storage, int(params["storage_id"]), int(params["number"]))
         write(trial, node=ray.get_runtime_context().get_node_id())
         outcome, metrics, epochs = "fail", None, 0
         try:
