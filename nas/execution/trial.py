@@ -29,7 +29,7 @@ from nas.study.plan import RunPlan, artifact_dir
 from nas.execution.heartbeat import heartbeat
 from nas.execution.twins import beat, claim, copy_twin, twin_key
 from nas.study.records import AttributeSink, TrialRecord, write
-from nas.study.storage import fail_stale_trials, is_stale, record_violation
+from nas.study.storage import StoredTrial, fail_stale_trials, is_stale, record_violation
 from nas.study.trial_writes import batched_params
 from search_space import Genome, GenomeError, get_zoo
 
@@ -169,7 +169,7 @@ def settle(ctx: TrialContext, trial: optuna.Trial, prepared: PreparedTrial, wait
         time.sleep(TWIN_POLL_S)
 
 
-def epoch_callback(study: optuna.Study, config: StudyConfig, trial: AttributeSink, number: int,
+def epoch_callback(study: optuna.Study, config: StudyConfig, trial: optuna.Trial | StoredTrial,
                    genome: Genome) -> Callable[[EpochReport], bool]:
     """The fit's per-epoch callback on every backend: appends the epoch to the trial's ``curve`` and beats its
     ``heartbeat`` (one attribute group, with ``rung_<E>`` at a rung); at a rung it asks the rung rule, and a trial
@@ -183,7 +183,7 @@ def epoch_callback(study: optuna.Study, config: StudyConfig, trial: AttributeSin
         write(trial, curve=curve, heartbeat=time.time(), rung=(report.epoch, report.val_accuracy) if at_rung else None)
         if not at_rung:
             return False
-        reason = rung_verdict(study, config, number, report.epoch, report.val_accuracy, metrics)
+        reason = rung_verdict(study, config, trial.number, report.epoch, report.val_accuracy, metrics)
         if reason is not None:
             write(trial, reason=reason)
         return reason is not None
@@ -218,7 +218,7 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
     prepared = prepare_trial(ctx, trial)
     if isinstance(prepared, TrialState):
         return prepared
-    on_epoch = epoch_callback(study, config, trial, trial.number, prepared.genome)
+    on_epoch = epoch_callback(study, config, trial, prepared.genome)
     with heartbeat(trial, config.execution.heartbeat_s):
         result = fit_function(config)(prepared.genome, ctx.data, prepared.train, callback=on_epoch,
                                       evaluate_test=True)

@@ -2,11 +2,12 @@
 
 ``suggest`` reserves a trial under the study's budget lock (so the driver's pid and host are its ``pid``/``host``
 and a dead driver's trials are swept like a dead local worker's), samples its genome define-by-run here in the
-driver, and hands Ray the trial's number and storage id, the genome's JSON and key, and the training values. Infeasible genomes and twins
-of finished trials are told at once and never reach Ray; a twin of a trial still training waits here, without
-blocking the driver, until that one ends (``nas.execution.twins``). ``on_trial_complete`` tells the outcome: COMPLETE with
-the objective values of a full-length fit, PRUNED when the rung rule stopped it (never COMPLETE with partial
-values, which is what Ray's stock OptunaSearch records), FAIL with a reason otherwise.
+driver, and hands Ray the trial's number and storage id, the genome's JSON and key, and the training values.
+Infeasible genomes and twins of finished trials are told at once and never reach Ray; a twin of a trial still
+training waits here, without blocking the driver, until that one ends (``nas.execution.twins``).
+``on_trial_complete`` tells the outcome: COMPLETE with the objective values of a full-length fit, PRUNED when the
+rung rule stopped it (never COMPLETE with partial values, which is what Ray's stock OptunaSearch records), FAIL with
+a reason otherwise.
 """
 from __future__ import annotations
 

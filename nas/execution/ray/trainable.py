@@ -73,7 +73,7 @@ class RayTrial(tune.Trainable):
             device = "cuda" if ray.get_gpu_ids() else "cpu"
             prepared = PreparedTrial(genome, TrainConfig(**params["train"], threads=setup.threads, device=device))
             self.data = self.data or load_dataset(config.dataset)
-            on_epoch = epoch_callback(self.study, config, trial, trial.number, genome)
+            on_epoch = epoch_callback(self.study, config, trial, genome)
             with heartbeat(trial, config.execution.heartbeat_s):
                 result = fit_function(config)(genome, self.data, prepared.train, callback=on_epoch,
                                               evaluate_test=True)
