@@ -91,3 +91,20 @@ def test_fashion_tenth_seeded_starts_from_the_hand_genome_it_names():
                           {"grid": list(range(784))})
     assert drawn.key() == hand_genomes.stack(hand_genomes.NETWORKS["sep-16-32-48-48"]).key()
     assert params["lr"] == 5e-3
+
+
+def test_fashion_tenth_full_seeded_starts_from_the_hand_genome_it_names():
+    """studies/fashion-tenth-full-seeded.yaml's header (and FINDINGS.md) say its enqueued parameter set is the hand
+    stack sep5-16-32p-48-32p at lr 1e-2: it must draw that genome, 5,946 params, in the study's own space."""
+    import optuna
+
+    from nas.search.genomes import sample_genome
+    from nas.search.presets import resolve_space
+    from nas.study.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "studies" / "fashion-tenth-full-seeded.yaml")
+    (params,) = config.enqueue
+    drawn = sample_genome(optuna.trial.FixedTrial(params), resolve_space(config.search_space), (1, 28, 28), 10,
+                          {"grid": list(range(784))})
+    assert drawn.key() == hand_genomes.stack(hand_genomes.NETWORKS["sep5-16-32p-48-32p"]).key()
+    assert drawn.params == 5_946 and params["lr"] == 1e-2
