@@ -87,8 +87,9 @@ def test_fashion_tenth_seeded_starts_from_the_hand_genome_it_names():
 
     config = load_config(Path(__file__).resolve().parents[1] / "studies" / "fashion-tenth-seeded.yaml")
     (params,) = config.enqueue
-    drawn = sample_genome(optuna.trial.FixedTrial(params), resolve_space(config.search_space), (1, 28, 28), 10,
-                          {"grid": list(range(784))})
+    fixed = optuna.trial.FixedTrial(params)
+    drawn = sample_genome(fixed, resolve_space(config.search_space), (1, 28, 28), 10, {"grid": list(range(784))})
+    assert set(params) - {"lr"} == set(fixed.params)  # every parameter given is one the space draws
     assert drawn.key() == hand_genomes.stack(hand_genomes.NETWORKS["sep-16-32-48-48"]).key()
     assert params["lr"] == 5e-3
 
@@ -104,7 +105,8 @@ def test_fashion_tenth_full_seeded_starts_from_the_hand_genome_it_names():
 
     config = load_config(Path(__file__).resolve().parents[1] / "studies" / "fashion-tenth-full-seeded.yaml")
     (params,) = config.enqueue
-    drawn = sample_genome(optuna.trial.FixedTrial(params), resolve_space(config.search_space), (1, 28, 28), 10,
-                          {"grid": list(range(784))})
+    fixed = optuna.trial.FixedTrial(params)
+    drawn = sample_genome(fixed, resolve_space(config.search_space), (1, 28, 28), 10, {"grid": list(range(784))})
+    assert set(params) - {"lr"} == set(fixed.params)  # every parameter given is one the space draws
     assert drawn.key() == hand_genomes.stack(hand_genomes.NETWORKS["sep5-16-32p-48-32p"]).key()
     assert drawn.params == 5_946 and params["lr"] == 1e-2
