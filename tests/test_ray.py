@@ -170,13 +170,16 @@ def test_a_ray_trial_reports_to_tune_once_with_its_outcome(killed_then_resumed):
     states = {t.number: t.state for t in killed_then_resumed["after"]}
     ray_dir = killed_then_resumed["root"] / "runs" / "r" / "ray"
     rerun = sorted(ray_dir.glob("r-*"))[-1]  # the killed driver's state file may be cut off mid-write
-    last_results = [json.loads(runtime)["last_result"] if isinstance(runtime, str) else runtime["last_result"]
-                    for path in rerun.glob("experiment_state-*.json")
-                    for _, runtime in json.loads(path.read_text())["trial_data"]]
-    finished = [r for r in last_results if "outcome" in r]  # trials handed out but not yet started have none
-    assert finished and all(r["training_iteration"] == 1 for r in finished)
+    loaded = [json.loads(entry) if isinstance(entry, str) else entry for path in rerun.glob("experiment_state-*.json")
+              for pair in json.loads(path.read_text())["trial_data"] for entry in pair]
+    last_results = [(tune_trial["trial_id"], runtime["last_result"])
+                    for tune_trial, runtime in zip(loaded[::2], loaded[1::2])]
+    finished = [(i, r) for i, r in last_results if "outcome" in r]  # trials handed out, not yet started: none
+    assert finished and all(r["training_iteration"] == 1 for _, r in finished)
     outcome = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "fail"}
-    assert all(r["outcome"] == outcome[states[r["number"]]] for r in finished)
+    assert all(r["outcome"] == outcome[states[r["number"]]] for _, r in finished)
+    ray_trial = {t.number: t.user_attrs.get("ray_trial") for t in killed_then_resumed["after"]}
+    assert all(ray_trial[r["number"]] == trial_id for trial_id, r in finished)  # the record names its Tune trial
 
 
 def test_the_rung_rule_prunes_ray_trials_and_only_full_fits_complete(killed_then_resumed):

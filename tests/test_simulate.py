@@ -73,3 +73,38 @@ def test_a_single_objective_study_still_reports_accuracy_against_parameters(work
     edges = [math.log10(p) for _, p in front] + [math.log10(20000)]
     area = sum(a * (edges[i + 1] - edges[i]) for i, (a, _) in enumerate(front))
     assert math.isclose(summary["hypervolume"], area, rel_tol=1e-9)
+
+
+def test_a_trials_curve_is_stored_at_its_rungs_and_whole_with_its_result(tmp_path, monkeypatch):
+    """Between rungs the curve is written at most once every CURVE_EVERY_S, 0.25 s (an epoch of a small genome takes
+    milliseconds, a write is a storage round trip); at a rung it is stored before the rung rule reads the rung,
+    and ``record_result`` stores it whole."""
+    from conftest import TINY_STUDY
+    from nas.execution import trial as trial_module
+    from nas.study.config import parse_config
+    from nas.study.records import write
+
+    config = parse_config({**TINY_STUDY, "pruner": {"name": "asha", "min_epochs": 1, "max_epochs": 9,
+                                                    "reduction_factor": 3}})
+    assert config.pruner.rungs() == [1, 3]
+    url = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(study_name="s", storage=url, directions=["maximize", "minimize"])
+    genome, data = get_zoo("mnist1d-cnn").build((40,), 4), load_dataset(DATA)
+
+    def stored_curve(number: int) -> list:
+        return optuna.load_study(study_name="s", storage=url).trials[number].user_attrs.get("curve", [])
+
+    trial = study.ask()
+    write(trial, params=genome.params, flops=genome.flops)  # as sample_trial does: the rung rule ranks them
+    on_epoch = trial_module.epoch_callback(study, config, trial, genome)
+    result = simulated_train(genome, data, TrainConfig(epochs=5, lr=0.01), callback=on_epoch)
+    assert result.stopped is None and len(stored_curve(0)) == 3  # written at rung 3, not at epochs 4 and 5
+    trial_module.record_result(trial, trial_module.PreparedTrial(genome, TrainConfig(epochs=5, lr=0.01)), result,
+                               None)
+    assert stored_curve(0) == result.curve and len(result.curve) == 5
+
+    monkeypatch.setattr(trial_module, "CURVE_EVERY_S", 0.0)  # slow epochs (here: no rungs): written as each ends
+    second = study.ask()
+    simulated_train(genome, data, TrainConfig(epochs=5, lr=0.01),
+                    callback=trial_module.epoch_callback(study, parse_config(TINY_STUDY), second, genome))
+    assert len(stored_curve(1)) == 5

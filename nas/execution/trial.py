@@ -35,6 +35,7 @@ from search_space import Genome, GenomeError, get_zoo
 
 INFEASIBLE_PARAMS = 1e9  # objective value recorded for a genome that has no analytic size at all
 TWIN_POLL_S = 2.0  # how often a trial waiting for its running twin looks again
+CURVE_EVERY_S = 0.25  # between rungs, a training trial's curve is written at most this often (live progress)
 
 
 @dataclass
@@ -138,15 +139,15 @@ def sample_trial(ctx: TrialContext, trial: optuna.Trial) -> PreparedTrial | Tria
             genome.validate()
     except GenomeError as exc:
         return _tell_infeasible(ctx, trial, str(exc), INFEASIBLE_PARAMS, 1.0)
-    write(trial, genome=genome.to_json(), genome_key=genome.key(), summary=genome.summary(),
-          family=genome_family(genome), params=genome.params, flops=genome.flops)
+    sampled = dict(genome=genome.to_json(), genome_key=genome.key(), summary=genome.summary(),
+                   family=genome_family(genome), params=genome.params, flops=genome.flops)
     violation, why = violations(config, genome)
     if violation > 0:
-        return _tell_infeasible(ctx, trial, why, genome.params, violation)
+        return _tell_infeasible(ctx, trial, why, genome.params, violation, sampled)
     with batched_params(trial):
         epochs = sample_epochs(trial, ctx.space, config.max_epochs)
         cfg = config.training.train_config(trial, epochs, ctx.threads, ctx.device)
-    write(trial, seed=cfg.seed, **({"simulated": True} if config.execution.simulate else {}))
+    write(trial, seed=cfg.seed, **sampled, **({"simulated": True} if config.execution.simulate else {}))
     return PreparedTrial(genome, cfg)
 
 
@@ -171,16 +172,21 @@ def settle(ctx: TrialContext, trial: optuna.Trial, prepared: PreparedTrial, wait
 
 def epoch_callback(study: optuna.Study, config: StudyConfig, trial: optuna.Trial | StoredTrial,
                    genome: Genome) -> Callable[[EpochReport], bool]:
-    """The fit's per-epoch callback on every backend: appends the epoch to the trial's ``curve`` and beats its
-    ``heartbeat`` (one attribute group, with ``rung_<E>`` at a rung); at a rung it asks the rung rule, and a trial
-    the rule stops gets its ``reason`` written and the fit is told to stop (True)."""
-    rungs, curve = set(config.pruner.rungs()), []
+    """The fit's per-epoch callback on every backend: at a rung epoch it writes the trial's ``curve``,
+    ``heartbeat`` and ``rung_<E>`` in one attribute group and asks the rung rule (a trial the rule stops gets its
+    ``reason`` written and the fit is told to stop: True); between rungs it writes the curve at most once every
+    ``CURVE_EVERY_S``: a small genome's epoch takes milliseconds and each write is a storage round trip, while the
+    heartbeat thread keeps the trial alive. :func:`record_result` writes the whole curve with the result."""
+    rungs, curve, last_write = set(config.pruner.rungs()), [], [time.monotonic()]
     metrics = {name: getattr(genome, name) for name in RUNG_METRICS}  # known before training
 
     def on_epoch(report: EpochReport) -> bool:
         curve.append(report.to_dict())
         at_rung = report.epoch in rungs
+        if not at_rung and time.monotonic() - last_write[0] < CURVE_EVERY_S:
+            return False
         write(trial, curve=curve, heartbeat=time.time(), rung=(report.epoch, report.val_accuracy) if at_rung else None)
+        last_write[0] = time.monotonic()
         if not at_rung:
             return False
         reason = rung_verdict(study, config, trial.number, report.epoch, report.val_accuracy, metrics)
@@ -193,23 +199,23 @@ def epoch_callback(study: optuna.Study, config: StudyConfig, trial: optuna.Trial
 
 def record_result(trial: AttributeSink, prepared: PreparedTrial, result: TrainResult,
                   save: Callable[[torch.nn.Module], str] | None) -> dict | None:
-    """Writes the epochs a fit trained and, for a full-length fit, its numbers (and, with ``save``, its weights'
-    artifact id) in one group; returns its metrics.
+    """Writes the epochs a fit trained and its whole curve and, for a full-length fit, its numbers (and, with
+    ``save``, its weights' artifact id) in one group; returns its metrics.
 
     A fit that stopped on its own ('nan', 'timeout', or the rung rule's 'callback') gets its ``reason`` written
     (the rung rule wrote its own) and returns None.
     """
     if result.stopped is not None:
         reason = {} if result.stopped == "callback" else {"reason": result.reason or result.stopped}
-        write(trial, epochs=result.epochs, **reason)
+        write(trial, epochs=result.epochs, curve=result.curve, **reason)
         return None
     genome = prepared.genome
     metrics = {"val_accuracy": result.val_accuracy, "params": genome.params, "flops": genome.flops,
                "latency_ms": result.latency_ms}
     saved = {"weights_artifact": save(result.model)} if save is not None else {}
-    write(trial, epochs=result.epochs, val_accuracy=result.val_accuracy, test_accuracy=result.test_accuracy,
-          latency_ms=result.latency_ms, train_time_s=result.train_time_s, lr=prepared.train.lr,
-          val_samples=result.val_samples, **saved)
+    write(trial, epochs=result.epochs, curve=result.curve, val_accuracy=result.val_accuracy,
+          test_accuracy=result.test_accuracy, latency_ms=result.latency_ms, train_time_s=result.train_time_s,
+          lr=prepared.train.lr, val_samples=result.val_samples, **saved)
     return metrics
 
 
@@ -236,12 +242,14 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
     return TrialState.COMPLETE
 
 
-def _tell_infeasible(ctx: TrialContext, trial: optuna.Trial, reason: str, params: float, violation: float) -> TrialState:
-    """Infeasible genomes are never trained: COMPLETE with zero accuracy and a positive constraint violation."""
-    write(trial, infeasible=reason, reason=reason, violation=violation)
+def _tell_infeasible(ctx: TrialContext, trial: optuna.Trial, reason: str, params: float, violation: float,
+                     sampled: dict | None = None) -> TrialState:
+    """Infeasible genomes are never trained: COMPLETE with zero accuracy and a positive constraint violation;
+    ``sampled`` (the genome's record attributes, when it has a size) goes into the same write."""
+    sampled = sampled or {}
+    write(trial, infeasible=reason, reason=reason, violation=violation, **sampled)
     record_violation(trial, violation)  # samplers treat > 0 as infeasible
-    flops = TrialRecord.of(trial).flops
-    metrics = {"val_accuracy": 0.0, "params": params, "flops": INFEASIBLE_PARAMS if flops is None else flops,
+    metrics = {"val_accuracy": 0.0, "params": params, "flops": sampled.get("flops", INFEASIBLE_PARAMS),
                "latency_ms": INFEASIBLE_PARAMS}
     ctx.study.tell(trial, objective_values(ctx.config, metrics), skip_if_finished=True)
     return TrialState.COMPLETE

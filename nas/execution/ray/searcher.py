@@ -109,8 +109,7 @@ class StudySearcher(DriverOnly, Searcher):
         """Ray's parameters for a fit to run; None for a trial still waiting or settled by its twin."""
         if not isinstance(outcome, PreparedTrial):
             return None
-        write(trial, ray_trial=trial_id)
-        self.live[trial_id] = trial
+        self.live[trial_id] = trial  # the Ray trial writes its id with its node, in one group
         return ray_params(trial, outcome)
 
     def save(self, checkpoint_path: str) -> None:

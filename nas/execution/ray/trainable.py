@@ -66,7 +66,7 @@ class RayTrial(tune.Trainable):
         """Trains the study trial ``params`` describes (``searcher.ray_params``); returns its result for Tune."""
         config, setup = self.study_config, self.shared
         trial = StoredTrial(self.storage, int(params["storage_id"]), int(params["number"]))
-        write(trial, node=ray.get_runtime_context().get_node_id())
+        write(trial, node=ray.get_runtime_context().get_node_id(), ray_trial=self.trial_id)
         outcome, metrics, epochs = "fail", None, 0
         try:
             genome = Genome.from_json(params["genome"]).with_known_key(params["genome_key"])
