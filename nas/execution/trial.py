@@ -170,44 +170,50 @@ def settle(ctx: TrialContext, trial: optuna.Trial, prepared: PreparedTrial, wait
         time.sleep(TWIN_POLL_S)
 
 
+class EpochRecorder:
+    """The fit's per-epoch callback on every backend. At a rung epoch it writes the trial's ``curve``,
+    ``heartbeat`` and ``rung_<E>`` in one attribute group and asks the rung rule; a trial the rule stops keeps the
+    rule's ``reason`` here (:func:`record_result` writes it with the epochs) and the fit is told to stop (True).
+    Between rungs it writes the curve at most every ``CURVE_EVERY_S``: a small genome's epoch takes milliseconds
+    and each write is a storage round trip, while the heartbeat thread keeps the trial alive."""
+
+    def __init__(self, study: optuna.Study, config: StudyConfig, trial: optuna.Trial | StoredTrial, genome: Genome):
+        self.study, self.config, self.trial = study, config, trial
+        self.rungs, self.curve, self.last_write = set(config.pruner.rungs()), [], time.monotonic()
+        self.metrics = {name: getattr(genome, name) for name in RUNG_METRICS}  # known before training
+        self.rung_reason: str | None = None
+
+    def __call__(self, report: EpochReport) -> bool:
+        self.curve.append(report.to_dict())
+        at_rung = report.epoch in self.rungs
+        if not at_rung and time.monotonic() - self.last_write < CURVE_EVERY_S:
+            return False
+        write(self.trial, curve=self.curve, heartbeat=time.time(),
+              rung=(report.epoch, report.val_accuracy) if at_rung else None)
+        self.last_write = time.monotonic()
+        if at_rung:
+            self.rung_reason = rung_verdict(self.study, self.config, self.trial.number, report.epoch,
+                                            report.val_accuracy, self.metrics)
+        return self.rung_reason is not None
+
+
 def epoch_callback(study: optuna.Study, config: StudyConfig, trial: optuna.Trial | StoredTrial,
-                   genome: Genome) -> Callable[[EpochReport], bool]:
-    """The fit's per-epoch callback on every backend: at a rung epoch it writes the trial's ``curve``,
-    ``heartbeat`` and ``rung_<E>`` in one attribute group and asks the rung rule (a trial the rule stops gets its
-    ``reason`` written and the fit is told to stop: True); between rungs it writes the curve at most once every
-    ``CURVE_EVERY_S``: a small genome's epoch takes milliseconds and each write is a storage round trip, while the
-    heartbeat thread keeps the trial alive. :func:`record_result` writes the whole curve with the result."""
-    rungs, curve, last_write = set(config.pruner.rungs()), [], [time.monotonic()]
-    metrics = {name: getattr(genome, name) for name in RUNG_METRICS}  # known before training
-
-    def on_epoch(report: EpochReport) -> bool:
-        curve.append(report.to_dict())
-        at_rung = report.epoch in rungs
-        if not at_rung and time.monotonic() - last_write[0] < CURVE_EVERY_S:
-            return False
-        write(trial, curve=curve, heartbeat=time.time(), rung=(report.epoch, report.val_accuracy) if at_rung else None)
-        last_write[0] = time.monotonic()
-        if not at_rung:
-            return False
-        reason = rung_verdict(study, config, trial.number, report.epoch, report.val_accuracy, metrics)
-        if reason is not None:
-            write(trial, reason=reason)
-        return reason is not None
-
-    return on_epoch
+                   genome: Genome) -> EpochRecorder:
+    """The per-epoch callback a trial's fit gets (:class:`EpochRecorder`)."""
+    return EpochRecorder(study, config, trial, genome)
 
 
 def record_result(trial: AttributeSink, prepared: PreparedTrial, result: TrainResult,
-                  save: Callable[[torch.nn.Module], str] | None) -> dict | None:
+                  save: Callable[[torch.nn.Module], str] | None, on_epoch: EpochRecorder | None = None) -> dict | None:
     """Writes the epochs a fit trained and its whole curve and, for a full-length fit, its numbers (and, with
     ``save``, its weights' artifact id) in one group; returns its metrics.
 
-    A fit that stopped on its own ('nan', 'timeout', or the rung rule's 'callback') gets its ``reason`` written
-    (the rung rule wrote its own) and returns None.
+    A fit that stopped on its own ('nan', 'timeout', or the rung rule's 'callback': the reason ``on_epoch`` kept)
+    gets its ``reason`` written and returns None.
     """
     if result.stopped is not None:
-        reason = {} if result.stopped == "callback" else {"reason": result.reason or result.stopped}
-        write(trial, epochs=result.epochs, curve=result.curve, **reason)
+        rung_reason = on_epoch.rung_reason if on_epoch is not None and result.stopped == "callback" else None
+        write(trial, epochs=result.epochs, curve=result.curve, reason=rung_reason or result.reason or result.stopped)
         return None
     genome = prepared.genome
     metrics = {"val_accuracy": result.val_accuracy, "params": genome.params, "flops": genome.flops,
@@ -230,7 +236,7 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
                                       evaluate_test=True)
     save = (lambda model: upload_weights(ctx.artifact_dir, trial.number, trial, model)) \
         if ctx.artifact_dir is not None else None
-    metrics = record_result(trial, prepared, result, save)
+    metrics = record_result(trial, prepared, result, save, on_epoch)
     if result.stopped == "callback":
         study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
         return TrialState.PRUNED

@@ -80,7 +80,7 @@ class RayTrial(tune.Trainable):
             epochs = result.epochs
             metrics = record_result(trial, prepared, result, None if setup.artifact_dir is None else (
                 lambda model: upload_weights(Path(setup.artifact_dir), trial.number, trial.frozen(), model,
-                                             self.storage)))
+                                             self.storage)), on_epoch)
             outcome = "pruned" if result.stopped == "callback" else "fail" if metrics is None else "complete"
         except UpdateFinishedTrialError:
             pass  # a sweep ended it while this worker lived: nothing more to write, the driver tells nothing new
