@@ -96,7 +96,7 @@ def test_a_trials_curve_is_stored_at_its_rungs_and_whole_with_its_result(tmp_pat
 
     trial = study.ask()
     write(trial, params=genome.params, flops=genome.flops)  # as sample_trial does: the rung rule ranks them
-    on_epoch = trial_module.epoch_callback(study, config, trial, genome)
+    on_epoch = trial_module.EpochRecorder(study, config, trial, genome)
     result = simulated_train(genome, data, TrainConfig(epochs=5, lr=0.01), callback=on_epoch)
     assert result.stopped is None and len(stored_curve(0)) == 3  # written at rung 3, not at epochs 4 and 5
     trial_module.record_result(trial, trial_module.PreparedTrial(genome, TrainConfig(epochs=5, lr=0.01)), result,
@@ -106,5 +106,5 @@ def test_a_trials_curve_is_stored_at_its_rungs_and_whole_with_its_result(tmp_pat
     monkeypatch.setattr(trial_module, "CURVE_EVERY_S", 0.0)  # slow epochs (here: no rungs): written as each ends
     second = study.ask()
     simulated_train(genome, data, TrainConfig(epochs=5, lr=0.01),
-                    callback=trial_module.epoch_callback(study, parse_config(TINY_STUDY), second, genome))
+                    callback=trial_module.EpochRecorder(study, parse_config(TINY_STUDY), second, genome))
     assert len(stored_curve(1)) == 5

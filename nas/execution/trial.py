@@ -197,12 +197,6 @@ class EpochRecorder:
         return self.rung_reason is not None
 
 
-def epoch_callback(study: optuna.Study, config: StudyConfig, trial: optuna.Trial | StoredTrial,
-                   genome: Genome) -> EpochRecorder:
-    """The per-epoch callback a trial's fit gets (:class:`EpochRecorder`)."""
-    return EpochRecorder(study, config, trial, genome)
-
-
 def record_result(trial: AttributeSink, prepared: PreparedTrial, result: TrainResult,
                   save: Callable[[torch.nn.Module], str] | None, on_epoch: EpochRecorder | None = None) -> dict | None:
     """Writes the epochs a fit trained and its whole curve and, for a full-length fit, its numbers (and, with
@@ -230,7 +224,7 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
     prepared = prepare_trial(ctx, trial)
     if isinstance(prepared, TrialState):
         return prepared
-    on_epoch = epoch_callback(study, config, trial, prepared.genome)
+    on_epoch = EpochRecorder(study, config, trial, prepared.genome)
     with heartbeat(trial, config.execution.heartbeat_s):
         result = fit_function(config)(prepared.genome, ctx.data, prepared.train, callback=on_epoch,
                                       evaluate_test=True)

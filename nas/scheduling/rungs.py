@@ -1,7 +1,7 @@
 """The rung rule as the backends ask it: gather the rung's records from the storage, rank them, give a verdict.
 
 The ranking itself is ``nas.scheduling.pareto.rung_survivors``, a pure function; every backend's trials call
-:func:`rung_verdict` (through ``nas.execution.trial.epoch_callback``) and nothing else.
+:func:`rung_verdict` (through ``nas.execution.trial.EpochRecorder``) and nothing else.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from evaluators.datasets import Splits, load_dataset
 from evaluators.training import TrainConfig
 from nas.execution.heartbeat import heartbeat
 from nas.execution.ray.searcher import OUTCOME
-from nas.execution.trial import (PreparedTrial, epoch_callback, fit_function, record_failure, record_result,
+from nas.execution.trial import (EpochRecorder, PreparedTrial, fit_function, record_failure, record_result,
                                  upload_weights)
 from nas.study.config import parse_config
 from nas.study.records import write
@@ -73,7 +73,7 @@ class RayTrial(tune.Trainable):
             device = "cuda" if ray.get_gpu_ids() else "cpu"
             prepared = PreparedTrial(genome, TrainConfig(**params["train"], threads=setup.threads, device=device))
             self.data = self.data or load_dataset(config.dataset)
-            on_epoch = epoch_callback(self.study, config, trial, genome)
+            on_epoch = EpochRecorder(self.study, config, trial, genome)
             with heartbeat(trial, config.execution.heartbeat_s):
                 result = fit_function(config)(genome, self.data, prepared.train, callback=on_epoch,
                                               evaluate_test=True)
