@@ -76,37 +76,22 @@ def test_hand_genomes_fit_a_tenth_of_lenet5_and_the_conv2d_preset_draws_them(nam
     assert drawn.key() == built.key() and built.params <= 61_684 // 10
 
 
-def test_fashion_tenth_seeded_starts_from_the_hand_genome_it_names():
-    """studies/fashion-tenth-seeded.yaml's header (and FINDINGS.md) say its enqueued parameter set is the hand
-    stack sep-16-32-48-48 at lr 5e-3: it must draw that genome in the study's own space."""
+@pytest.mark.parametrize("study, network, lr, params", [("fashion-tenth-seeded", "sep-16-32-48-48", 5e-3, 6_138),
+                                                         ("fashion-tenth-full-seeded", "sep5-16-32p-48-32p", 1e-2, 5_946)])
+def test_a_seeded_study_starts_from_the_hand_genome_it_names(study, network, lr, params):
+    """studies/fashion-tenth-seeded.yaml's and fashion-tenth-full-seeded.yaml's headers (and FINDINGS.md) name the
+    hand stack and lr their enqueued parameter set gives: it must draw that genome in the study's own space, every
+    parameter given being one the space draws (else ``nas run``'s preflight refuses it)."""
     import optuna
 
     from nas.search.genomes import sample_genome
     from nas.search.presets import resolve_space
     from nas.study.config import load_config
 
-    config = load_config(Path(__file__).resolve().parents[1] / "studies" / "fashion-tenth-seeded.yaml")
-    (params,) = config.enqueue
-    fixed = optuna.trial.FixedTrial(params)
+    config = load_config(Path(__file__).resolve().parents[1] / "studies" / f"{study}.yaml")
+    (given,) = config.enqueue
+    fixed = optuna.trial.FixedTrial(given)
     drawn = sample_genome(fixed, resolve_space(config.search_space), (1, 28, 28), 10, {"grid": list(range(784))})
-    assert set(params) - {"lr"} == set(fixed.params)  # every parameter given is one the space draws
-    assert drawn.key() == hand_genomes.stack(hand_genomes.NETWORKS["sep-16-32-48-48"]).key()
-    assert params["lr"] == 5e-3
-
-
-def test_fashion_tenth_full_seeded_starts_from_the_hand_genome_it_names():
-    """studies/fashion-tenth-full-seeded.yaml's header (and FINDINGS.md) say its enqueued parameter set is the hand
-    stack sep5-16-32p-48-32p at lr 1e-2: it must draw that genome, 5,946 params, in the study's own space."""
-    import optuna
-
-    from nas.search.genomes import sample_genome
-    from nas.search.presets import resolve_space
-    from nas.study.config import load_config
-
-    config = load_config(Path(__file__).resolve().parents[1] / "studies" / "fashion-tenth-full-seeded.yaml")
-    (params,) = config.enqueue
-    fixed = optuna.trial.FixedTrial(params)
-    drawn = sample_genome(fixed, resolve_space(config.search_space), (1, 28, 28), 10, {"grid": list(range(784))})
-    assert set(params) - {"lr"} == set(fixed.params)  # every parameter given is one the space draws
-    assert drawn.key() == hand_genomes.stack(hand_genomes.NETWORKS["sep5-16-32p-48-32p"]).key()
-    assert drawn.params == 5_946 and params["lr"] == 1e-2
+    assert set(given) - {"lr"} == set(fixed.params)
+    assert drawn.key() == hand_genomes.stack(hand_genomes.NETWORKS[network]).key()
+    assert drawn.params == params and given["lr"] == lr
