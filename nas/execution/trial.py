@@ -138,12 +138,12 @@ def sample_trial(ctx: TrialContext, trial: optuna.Trial) -> PreparedTrial | Tria
                 genome = sample_genome(trial, ctx.space, ctx.data.input_shape, ctx.data.num_classes, ctx.orders)
             genome.validate()
     except GenomeError as exc:
-        return _tell_infeasible(ctx, trial, str(exc), INFEASIBLE_PARAMS, 1.0)
+        return _tell_infeasible(ctx, trial, str(exc), 1.0)
     sampled = dict(genome=genome.to_json(), genome_key=genome.key(), summary=genome.summary(),
                    family=genome_family(genome), params=genome.params, flops=genome.flops)
     violation, why = violations(config, genome)
     if violation > 0:
-        return _tell_infeasible(ctx, trial, why, genome.params, violation, sampled)
+        return _tell_infeasible(ctx, trial, why, violation, sampled)
     with batched_params(trial):
         epochs = sample_epochs(trial, ctx.space, config.max_epochs)
         cfg = config.training.train_config(trial, epochs, ctx.threads, ctx.device)
@@ -242,14 +242,16 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
     return TrialState.COMPLETE
 
 
-def _tell_infeasible(ctx: TrialContext, trial: optuna.Trial, reason: str, params: float, violation: float,
+def _tell_infeasible(ctx: TrialContext, trial: optuna.Trial, reason: str, violation: float,
                      sampled: dict | None = None) -> TrialState:
     """Infeasible genomes are never trained: COMPLETE with zero accuracy and a positive constraint violation;
-    ``sampled`` (the genome's record attributes, when it has a size) goes into the same write."""
+    ``sampled`` (the genome's record attributes, when it has a size) goes into the same write and gives the
+    objective values (``INFEASIBLE_PARAMS`` without it)."""
     sampled = sampled or {}
     write(trial, infeasible=reason, reason=reason, violation=violation, **sampled)
     record_violation(trial, violation)  # samplers treat > 0 as infeasible
-    metrics = {"val_accuracy": 0.0, "params": params, "flops": sampled.get("flops", INFEASIBLE_PARAMS),
+    metrics = {"val_accuracy": 0.0, "params": sampled.get("params", INFEASIBLE_PARAMS),
+               "flops": sampled.get("flops", INFEASIBLE_PARAMS),
                "latency_ms": INFEASIBLE_PARAMS}
     ctx.study.tell(trial, objective_values(ctx.config, metrics), skip_if_finished=True)
     return TrialState.COMPLETE

@@ -51,13 +51,14 @@ def copy_twin(study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> Tr
     """Ends ``trial`` as its finished twin ended: COMPLETE with its values, or PRUNED after the same epochs."""
     source = TrialRecord.of(twin)
     copied = {name: getattr(source, name) for name in COPIED}
-    write(trial, **{k: v for k, v in copied.items() if v is not None}, duplicate_of=twin.number)
-    if twin.state == TrialState.COMPLETE:
+    complete = twin.state == TrialState.COMPLETE
+    reason = {} if complete else {"reason": f"same genome and training as trial {twin.number}, which the rung rule "
+                                            f"stopped after {source.epochs_done} epochs"}
+    write(trial, **{k: v for k, v in copied.items() if v is not None}, duplicate_of=twin.number, **reason)
+    if complete:
         record_violation(trial, 0.0)
         study.tell(trial, twin.values, skip_if_finished=True)
         return TrialState.COMPLETE
-    write(trial, reason=f"same genome and training as trial {twin.number}, which the rung rule stopped after "
-                        f"{source.epochs_done} epochs")
     study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
     return TrialState.PRUNED
 
