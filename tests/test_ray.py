@@ -19,6 +19,7 @@ from conftest import study_beside_storage  # noqa: E402
 from nas.cli import main  # noqa: E402
 from nas.study.config import parse_config  # noqa: E402
 from nas.study.plan import counted_trials  # noqa: E402
+from nas.study.storage import is_stale  # noqa: E402
 from nas.study.summary import trained  # noqa: E402
 
 STUDY = {
@@ -27,7 +28,7 @@ STUDY = {
     "search_space": {"preset": "perm-cnn-1d"},
     "pruner": {"name": "asha", "min_epochs": 1, "max_epochs": 3, "reduction_factor": 3},
     "training": {"lr": 0.01, "batch_size": 64},
-    "budget": {"trials": 8},  # the killed driver reserved up to 4: the rerun needs 3 or more to test the searcher
+    "budget": {"trials": 10},  # the killed run reserves up to ~5 (its workers outlive it briefly): the rerun needs 3+
     "baseline": {"trials": 0},
     "execution": {"backend": "ray", "workers": 2},
 }
@@ -58,9 +59,19 @@ def record_kinds(trials: list, state: TrialState) -> set[str]:
     return set.intersection(*keys) if keys else set()
 
 
-def kill_driver_mid_study(study_file: str, url: str, cwd, env: dict) -> None:
-    """Runs ``nas run --backend ray`` as its own process and SIGKILLs it once a trial has completed and another
-    is training."""
+def tune_last_results(root) -> dict[str, dict]:
+    """Each Ray trial's last result in the latest experiment under ``root``'s ``runs/r/ray``, by Tune trial id (read
+    from Tune's experiment state: its loggers are off)."""
+    latest = sorted((root / "runs" / "r" / "ray").glob("r-*"))[-1]
+    loaded = [json.loads(entry) if isinstance(entry, str) else entry for path in latest.glob("experiment_state-*.json")
+              for pair in json.loads(path.read_text())["trial_data"] for entry in pair]
+    return {tune_trial["trial_id"]: runtime["last_result"] for tune_trial, runtime in zip(loaded[::2], loaded[1::2])}
+
+
+def kill_driver_mid_study(study_file: str, url: str, cwd, env: dict) -> set[int]:
+    """Runs ``nas run --backend ray`` as its own process and SIGKILLs it (and its Ray runtime) once a trial has
+    completed and another is training; returns the trials seen training then, once the trials left RUNNING have
+    no live worker."""
     command = [sys.executable, "-m", "nas.cli", "run", study_file, "--backend", "ray"]
     driver = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               start_new_session=True)
@@ -75,8 +86,8 @@ def kill_driver_mid_study(study_file: str, url: str, cwd, env: dict) -> None:
                 study = optuna.load_study(study_name="r", storage=url) if trials else None
             else:
                 trials = study.get_trials(deepcopy=False)
-            if any(t.state == TrialState.COMPLETE for t in trials) and \
-                    any(t.state == TrialState.RUNNING and "curve" in t.user_attrs for t in trials):
+            training = {t.number for t in trials if t.state == TrialState.RUNNING and "curve" in t.user_attrs}
+            if any(t.state == TrialState.COMPLETE for t in trials) and training:
                 break
             time.sleep(0.05)
         os.kill(driver.pid, signal.SIGKILL)
@@ -87,6 +98,13 @@ def kill_driver_mid_study(study_file: str, url: str, cwd, env: dict) -> None:
         except ProcessLookupError:
             pass
         driver.stderr.close()
+    # a Ray worker may finish its trial (and reserve the next) before Ray ends it: wait until the trials left
+    # RUNNING are those of workers that are gone
+    deadline = time.time() + 60
+    while not all(is_stale(t, float("inf")) for t in trials_of(url) if t.state == TrialState.RUNNING):
+        assert time.time() < deadline, "the killed driver's Ray workers still run 60 s later"
+        time.sleep(0.2)
+    return training
 
 
 @pytest.fixture(scope="module")
@@ -100,38 +118,44 @@ def killed_then_resumed(tmp_path_factory):
         local_file, local_url = write_study(root / "local", execution={"backend": "local", "workers": 1})
         assert main(["run", local_file]) == 0
         ray_file, ray_url = write_study(root / "ray")
-        kill_driver_mid_study(ray_file, ray_url, root, dict(os.environ))
+        training = kill_driver_mid_study(ray_file, ray_url, root, dict(os.environ))
         before = trials_of(ray_url)
         ray.init(num_cpus=2, include_dashboard=False)
         try:
             assert main(["run", ray_file, "--backend", "ray"]) == 0
         finally:
             ray.shutdown()
-        yield {"local": trials_of(local_url), "before": before, "after": trials_of(ray_url),
+        yield {"local": trials_of(local_url), "before": before, "after": trials_of(ray_url), "training": training,
                "ray_file": ray_file, "ray_url": ray_url, "root": root}
 
 
-def test_a_killed_drivers_running_trials_are_failed_and_the_rerun_finishes_the_budget(killed_then_resumed):
+def test_a_killed_drivers_trials_are_finished_or_failed_and_the_rerun_finishes_the_budget(killed_then_resumed):
+    """A trial training when the driver was killed is either finished by its Ray worker before Ray ends that
+    worker, or left RUNNING and marked killed by the rerun; finished trials keep their values."""
     before, after = killed_then_resumed["before"], {t.number: t for t in killed_then_resumed["after"]}
     completed = {t.number: t.values for t in before if t.state == TrialState.COMPLETE}
     running = {t.number for t in before if t.state == TrialState.RUNNING}
-    assert completed and running
+    assert completed
     assert {n: after[n].values for n in completed} == completed
     assert all(after[n].state == TrialState.COMPLETE for n in completed)
     for n in running:
         assert after[n].state == TrialState.FAIL and after[n].user_attrs["killed"]
         assert after[n].user_attrs["reason"] == "worker died while the trial was running"
+    for n in killed_then_resumed["training"] - running:  # finished by its worker after the driver died
+        assert after[n].state in (TrialState.COMPLETE, TrialState.PRUNED) and "killed" not in after[n].user_attrs
     study = optuna.load_study(study_name="r", storage=killed_then_resumed["ray_url"])
     assert counted_trials(study) == STUDY["budget"]["trials"] and all(t.state.is_finished() for t in after.values())
     rerun = [t for t in after.values() if t.number not in {b.number for b in before}]
-    assert rerun and {t.user_attrs["pid"] for t in rerun} == {os.getpid()}, \
-        "the driver (this process) reserves every trial of the rerun"
+    assert rerun and os.getpid() not in {t.user_attrs["pid"] for t in rerun}, \
+        "the Ray workers reserve and sample their trials, not the driver (this process)"
+    assert len({t.user_attrs["pid"] for t in rerun}) <= STUDY["execution"]["workers"]
 
 
-def test_the_ray_searcher_hands_out_no_trial_beyond_the_free_workers(killed_then_resumed):
+def test_a_ray_worker_reserves_a_trial_only_when_it_is_free(killed_then_resumed):
     """Ray Tune keeps one pending trial per searcher for a reason: a sampler that hands out many trials before any
-    result draws them all blind. Ours asks only when a worker is free: when each trial of the rerun was asked, at
-    most workers - 1 others of the rerun were unfinished (read from the storage's start and end times)."""
+    result draws them all blind. Each Ray worker reserves its next trial only when it has told the last: when each
+    trial of the rerun was reserved, at most workers - 1 others of the rerun were unfinished (read from the
+    storage's start and end times)."""
     before = {t.number for t in killed_then_resumed["before"]}
     rerun = [t for t in killed_then_resumed["after"] if t.number not in before]
     assert len(rerun) >= 3
@@ -153,33 +177,34 @@ def test_a_ray_study_holds_the_same_records_as_a_local_one(killed_then_resumed):
     for t in on_ray:
         attrs = t.user_attrs
         assert attrs["genome"] and attrs["family"]
-        if "duplicate_of" not in attrs:  # a copy of a trained genome is told by the driver, never sent to Ray
-            assert attrs["curve"] and attrs["node"]
+        assert attrs["node"] and attrs["ray_trial"]  # every trial is reserved by a Ray worker
+        if "duplicate_of" not in attrs:  # a copy of a trained genome is told without training
+            assert attrs["curve"]
             assert {point["threads"] for point in attrs["curve"]} == {1}  # execution.cpu 1: one torch thread each
         if trained(t):
             assert t.values == [attrs["val_accuracy"], attrs["params"]] and attrs["weights_artifact"]
             assert 0.0 <= attrs["test_accuracy"] <= 1.0
     ray_dir = killed_then_resumed["root"] / "runs" / "r" / "ray"
-    assert list(ray_dir.glob("r-*/trial-*"))
+    assert list(ray_dir.glob("r-*/worker-*"))
     logged = [p.name for p in ray_dir.rglob("*") if p.name in ("progress.csv", "result.json") or "tfevents" in p.name]
     assert not logged, f"Ray's loggers are on: {logged[:3]}"  # the storage holds every result already
 
 
-def test_a_ray_trial_reports_to_tune_once_with_its_outcome(killed_then_resumed):
-    """The rung rule runs inside the trial, so Tune hears from a trial once, at its end (README, Ray backend)."""
-    states = {t.number: t.state for t in killed_then_resumed["after"]}
-    ray_dir = killed_then_resumed["root"] / "runs" / "r" / "ray"
-    rerun = sorted(ray_dir.glob("r-*"))[-1]  # the killed driver's state file may be cut off mid-write
-    loaded = [json.loads(entry) if isinstance(entry, str) else entry for path in rerun.glob("experiment_state-*.json")
-              for pair in json.loads(path.read_text())["trial_data"] for entry in pair]
-    last_results = [(tune_trial["trial_id"], runtime["last_result"])
-                    for tune_trial, runtime in zip(loaded[::2], loaded[1::2])]
-    finished = [(i, r) for i, r in last_results if "outcome" in r]  # trials handed out, not yet started: none
-    assert finished and all(r["training_iteration"] == 1 for _, r in finished)
-    outcome = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "fail"}
-    assert all(r["outcome"] == outcome[states[r["number"]]] for _, r in finished)
-    ray_trial = {t.number: t.user_attrs.get("ray_trial") for t in killed_then_resumed["after"]}
-    assert all(ray_trial[r["number"]] == trial_id for trial_id, r in finished)  # the record names its Tune trial
+def test_each_ray_trial_is_a_worker_that_reports_every_study_trial_it_ran(killed_then_resumed):
+    """A Ray trial is one study worker (README, Ray backend): the rerun's experiment holds ``workers`` Ray trials;
+    each ran its study trials one per step, each stamped with its Tune trial id, and its last step says that the
+    budget was used up."""
+    last_results = tune_last_results(killed_then_resumed["root"])  # the rerun's (the killed driver's may be cut off)
+    assert len(last_results) == STUDY["execution"]["workers"]
+    before = {t.number for t in killed_then_resumed["before"]}
+    ran_by: dict[str, int] = {}
+    for t in killed_then_resumed["after"]:
+        if t.number not in before:
+            ran_by[t.user_attrs["ray_trial"]] = ran_by.get(t.user_attrs["ray_trial"], 0) + 1
+    assert set(ran_by) <= set(last_results)
+    for trial_id, result in last_results.items():
+        assert result["finished"] is True
+        assert result["training_iteration"] == ran_by.get(trial_id, 0) + 1  # and one step that found none left
 
 
 def test_the_rung_rule_prunes_ray_trials_and_only_full_fits_complete(killed_then_resumed):
@@ -205,14 +230,15 @@ def test_nas_status_reads_a_ray_study(killed_then_resumed, capsys):
     assert status["pareto"] and all(row["epochs"] == 3 for row in status["pareto"])
 
 
-def test_ctrl_c_ends_a_ray_run_mid_trial_and_the_rerun_finishes_the_budget(tmp_path, monkeypatch):
-    """Ctrl-C while a Ray trial trains (its step is not interrupted: Tune ends its actor): the driver exits with
-    130 and the trial left RUNNING is marked killed by the next run, which finishes the budget."""
+def test_ctrl_c_ends_a_ray_run_mid_trial_and_the_next_run_marks_that_trial_killed(tmp_path, monkeypatch):
+    """Ctrl-C while a Ray worker trains a long trial (its step is not interrupted: Tune ends its actor after its
+    grace period, about 10 s; a trial that ends within it is recorded): the driver exits with 130 and the trial
+    left RUNNING is marked killed by the next run (here one whose deadline has passed: it trains nothing)."""
     monkeypatch.chdir(tmp_path)
     env = {**os.environ, "NAS_CACHE_DIR": str(tmp_path / "cache")}
     study_file, url = write_study(tmp_path, budget={"trials": 3}, execution={"backend": "ray", "workers": 1},
                                   dataset={**STUDY["dataset"], "samples": 3000},
-                                  pruner={"name": "none", "min_epochs": 1, "max_epochs": 40})
+                                  pruner={"name": "none", "min_epochs": 1, "max_epochs": 400})
     driver = subprocess.Popen([sys.executable, "-m", "nas.cli", "run", study_file], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
@@ -234,13 +260,49 @@ def test_ctrl_c_ends_a_ray_run_mid_trial_and_the_rerun_finishes_the_budget(tmp_p
     monkeypatch.setenv("NAS_CACHE_DIR", env["NAS_CACHE_DIR"])
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        assert main(["run", study_file, "--trials", "2"]) == 0  # a smaller budget: a short rerun
+        assert main(["run", study_file, "--minutes", "0.001"]) == 0
     finally:
         ray.shutdown()
     after = {t.number: t for t in trials_of(url)}
     assert all(after[n].state == TrialState.FAIL and after[n].user_attrs["killed"] for n in interrupted)
     assert all(t.state.is_finished() for t in after.values())
-    assert counted_trials(optuna.load_study(study_name="r", storage=url)) == 2
+
+
+def test_a_killed_ray_worker_is_restarted_and_the_same_run_finishes_the_budget(tmp_path, monkeypatch):
+    """SIGKILL of a Ray worker's process while it trains: Tune restarts the worker (``execution.max_failures``
+    1), the driver fails the trial it held at once (a dead pid on this host; not counted in the budget), and the
+    same run finishes the budget with the restarted worker."""
+    monkeypatch.chdir(tmp_path)
+    env = {**os.environ, "NAS_CACHE_DIR": str(tmp_path / "cache")}
+    study_file, url = write_study(tmp_path, budget={"trials": 3},
+                                  execution={"backend": "ray", "workers": 1, "max_failures": 1},
+                                  dataset={**STUDY["dataset"], "samples": 3000},
+                                  pruner={"name": "none", "min_epochs": 1, "max_epochs": 20})
+    driver = subprocess.Popen([sys.executable, "-m", "nas.cli", "run", study_file], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 150
+        while not (training := [t for t in started_trials(url) if t.state == TrialState.RUNNING
+                                and t.user_attrs.get("curve")]):
+            assert driver.poll() is None, f"the driver ended early: {driver.stderr.read()[-2000:]}"
+            assert time.time() < deadline, "no trial trained an epoch within 150 s"
+            time.sleep(0.2)
+        killed = training[0]
+        os.kill(killed.user_attrs["pid"], signal.SIGKILL)  # the Ray worker's actor process
+        assert driver.wait(timeout=300) == 0, driver.stderr.read()[-2000:]
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        driver.stderr.close()
+    after = {t.number: t for t in trials_of(url)}
+    assert after[killed.number].state == TrialState.FAIL and after[killed.number].user_attrs["killed"]
+    assert after[killed.number].user_attrs["reason"] == "worker died while the trial was running"
+    others = [t for t in after.values() if t.number != killed.number]
+    assert len(others) == 3 and all(t.state == TrialState.COMPLETE for t in others)
+    assert killed.user_attrs["pid"] not in {t.user_attrs["pid"] for t in others}, "a new worker process took over"
+    assert counted_trials(optuna.load_study(study_name="r", storage=url)) == 3
 
 
 def test_a_simulated_study_runs_on_ray_and_stores_no_weights(tmp_path, monkeypatch, capfd):
@@ -261,7 +323,7 @@ def test_a_simulated_study_runs_on_ray_and_stores_no_weights(tmp_path, monkeypat
     assert not list(tmp_path.rglob("artifacts")) and not any("weights" in key for t in trials for key in t.user_attrs)
 
 
-def test_trials_run_on_both_nodes_of_a_two_node_cluster(tmp_path, monkeypatch):
+def test_workers_run_on_both_nodes_of_a_two_node_cluster_and_stamp_their_trials(tmp_path, monkeypatch):
     from ray.cluster_utils import Cluster
 
     from nas.execution.ray.driver import RayBackend
@@ -283,7 +345,9 @@ def test_trials_run_on_both_nodes_of_a_two_node_cluster(tmp_path, monkeypatch):
         cluster.shutdown()
     trials = study.get_trials()
     assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
-    assert {t.user_attrs["node"] for t in trials} == node_ids
+    workers = tune_last_results(tmp_path)  # one worker per node: each node has one CPU, each worker takes one
+    assert {result["node"] for result in workers.values()} == node_ids
+    assert all(workers[t.user_attrs["ray_trial"]]["node"] == t.user_attrs["node"] for t in trials)
 
 
 def test_a_two_node_cluster_runs_a_study_stored_in_postgres(tmp_path, monkeypatch, postgres_url):

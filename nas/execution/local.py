@@ -3,20 +3,16 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import time
 from typing import Callable
 
 import optuna
-import torch
 from optuna.trial import TrialState
 
-from nas.execution.trial import run_trial, trial_context
-from nas.search.samplers import make_sampler
+from nas.execution.worker import StudyWorker
 from nas.study.config import StudyConfig, parse_config
-from nas.study.plan import RunPlan, reserve_trial
+from nas.study.plan import RunPlan
 from nas.study.run import no_session
 from nas.study.storage import fail_stale_trials, open_storage
-from nas.study.trial_cache import state_synced
 
 
 class LocalBackend:
@@ -37,20 +33,12 @@ class LocalBackend:
 
 def worker_loop(plan: RunPlan, worker: int, threads: int, deadline: float | None, stored: int,
                 on_trial: Callable[[int, TrialState], None] | None = None) -> None:
-    """Reserve, evaluate, repeat until the budget or the deadline is reached; ``stored`` is how many trials the
+    """Runs the study's trials until the budget or the deadline is reached; ``stored`` is how many trials the
     study held when the run started (the sampler's seed depends on it)."""
-    torch.set_num_threads(threads)
-    config = plan.config
-    study = optuna.load_study(study_name=config.name, storage=state_synced(open_storage(plan.url)),
-                              sampler=make_sampler(config, worker, stored))
-    ctx = trial_context(plan, study, threads)
-    while deadline is None or time.time() < deadline:
-        trial = reserve_trial(study, plan)
-        if trial is None:
-            return
-        state = run_trial(ctx, trial)
+    study_worker = StudyWorker(plan, worker, threads, stored)
+    while (ran := study_worker.next_trial(deadline)) is not None:
         if on_trial is not None:
-            on_trial(trial.number, state)
+            on_trial(*ran)
 
 
 def _spawned_worker(config_data: dict, url: str, worker: int, threads: int, deadline: float | None,

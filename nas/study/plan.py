@@ -170,8 +170,9 @@ def counted_trials(study: optuna.Study) -> int:
     return ledger(study).in_budget()
 
 
-def reserve_trial(study: optuna.Study, plan: RunPlan) -> optuna.Trial | None:
-    """Atomically (across processes) checks the budget and creates the next trial, or returns None."""
+def reserve_trial(study: optuna.Study, plan: RunPlan, stamp: dict | None = None) -> optuna.Trial | None:
+    """Atomically (across processes) checks the budget and creates the next trial, or returns None; the trial is
+    stamped with its worker's identity and ``stamp`` (e.g. a Ray worker's node) in one write."""
     with budget_lock(plan.url, study.study_name):
         book = ledger(study)
         if book.in_budget() >= plan.budget:
@@ -180,7 +181,7 @@ def reserve_trial(study: optuna.Study, plan: RunPlan) -> optuna.Trial | None:
         if not pending:
             enqueue_parameter_sets(study, plan)
         trial = study.ask()
-        write(trial, **worker_identity())
+        write(trial, **worker_identity(), **(stamp or {}))
         if pending:
             write(trial, zoo=pending[0])
         return trial

@@ -1,2 +1,3 @@
-"""The Ray Tune backend: the Tuner driver, the Searcher adapter, the trainable (``RayTrial``). Needs ``ray``
-(the ``ray`` extra); imported only when a study runs with ``backend: ray``. Never imports ``nas.execution.local``."""
+"""The Ray Tune backend: the Tuner driver, and the trainable (``RayWorker``) that runs one study worker per Ray
+trial. Needs ``ray`` (the ``ray`` extra); imported only when a study runs with ``backend: ray``. Never imports
+``nas.execution.local``."""

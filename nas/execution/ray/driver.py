@@ -1,16 +1,18 @@
-"""``nas run --backend ray``: the same study, storage, records and rung rule, with Ray Tune scheduling the trials.
+"""``nas run --backend ray``: the same study, storage, records and rung rule, with Ray scheduling the workers.
 
-The driver (this process) owns the study: ``StudySearcher`` reserves, samples and tells. Each Ray trial trains
-one genome (``nas.execution.ray.trainable``), applies the Pareto-aware rung rule at its rung epochs as a local
-worker does (Tune's scheduler is FIFO) and writes its own records into the same storage, so every node must reach
-it (PostgreSQL on a cluster) and the weights land in the artifact folder of the node that trained them (a shared
+A Ray trial is one study worker (``nas.execution.ray.trainable``), as a local worker process is: it reserves the
+study's next trial under the budget lock, samples it with its own sampler, trains it applying the Pareto-aware rung
+rule at its rung epochs, writes its records and tells it, then takes the next, until the budget or the deadline is
+used up. The driver (this process) only starts the experiment and shows progress: sampling happens on the nodes
+that train, so the driver never becomes the one sampler every worker waits on. Every node must reach the storage
+(PostgreSQL on a cluster), and weights land in the artifact folder of the node that trained them (a shared
 filesystem keeps them together). The study plan (baseline, then search) is ``nas.study.run``'s, as on the local
 backend.
 
-``execution`` maps onto Ray: ``workers`` is the concurrency limit, ``{cpu, gpu}`` each trial's resources
-(fractional GPUs share one device; a trial given a GPU trains on CUDA) and its torch threads
-(``max(1, int(cpu))``), ``max_failures`` the ``FailureConfig`` (it retries trials whose actor or node died;
-an error inside training is recorded as FAIL at once, as on the local backend). Ray's own results go under
+``execution`` maps onto Ray: ``workers`` Ray trials, each with ``{cpu, gpu}`` (fractional GPUs share one device; a
+worker given a GPU trains on CUDA) and ``max(1, int(cpu))`` torch threads; ``max_failures`` the
+``FailureConfig`` (Tune restarts a worker whose actor or node died; the trial it held is failed as a dead worker's;
+an error inside training is recorded as FAIL at once, as on the local backend). Ray's experiment state goes under
 ``runs/<study>/ray/``.
 """
 from __future__ import annotations
@@ -30,18 +32,13 @@ from nas.study.config import StudyConfig
 try:
     import ray
     from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
 except ImportError:  # the CLI imports this module only for backend 'ray'
     raise ConfigError("execution.backend: 'ray' needs Ray Tune; install it with "
                       "pip install 'nas-explorer[ray]'") from None
 
-from nas.execution.ray.searcher import DriverOnly, StudySearcher
-from nas.execution.ray.trainable import RaySetup, RayTrial
-from nas.execution.trial import trial_context
-from nas.search.samplers import make_sampler
-from nas.study.plan import RunPlan
-from nas.study.storage import mask_url, open_storage, sqlite_path
-from nas.study.trial_cache import state_synced
+from nas.execution.ray.trainable import FINISHED, WORKER, RaySetup, RayWorker
+from nas.study.plan import RunPlan, artifact_dir
+from nas.study.storage import fail_stale_trials, open_storage, sqlite_path
 
 
 class RayBackend:
@@ -70,50 +67,47 @@ class RayBackend:
                 ray.shutdown()
 
     def describe(self, config: StudyConfig) -> str:
-        return f"{config.execution.workers} concurrent Ray trial(s) of {describe_resources(config)}"
+        return f"{config.execution.workers} Ray worker(s) of {describe_resources(config)} each"
 
     def run(self, plan: RunPlan, deadline: float | None, poll: Callable[[], None]) -> None:
-        """One search (the study or its baseline) as one Ray Tune experiment under ``runs/<study>/ray/``."""
-        execution = plan.config.execution
-        driver_study = optuna.load_study(study_name=plan.config.name, storage=state_synced(open_storage(plan.url)))
-        driver_study.sampler = make_sampler(plan.config, 0, stored=len(driver_study.get_trials(deepcopy=False)))
-        ctx = trial_context(plan, driver_study)
-        searcher = StudySearcher(ctx, plan, deadline)
-        setup = RaySetup(config=absolute_dataset(plan.config).model_dump(mode="json"), url=plan.url,
-                         artifact_dir=str(ctx.artifact_dir.resolve()) if ctx.artifact_dir else None,
-                         threads=max(1, int(execution.cpu)))
-        trainable = tune.with_resources(tune.with_parameters(RayTrial, setup=setup),
+        """One search (the study or its baseline) as one Ray Tune experiment of ``execution.workers`` study workers
+        under ``runs/<study>/ray/``."""
+        config, execution = plan.config, plan.config.execution
+        study = optuna.load_study(study_name=config.name, storage=open_storage(plan.url))
+        weights = None if execution.simulate else str(artifact_dir(config, plan.url).resolve())
+        setup = RaySetup(config=absolute_dataset(config).model_dump(mode="json"), url=plan.url, artifact_dir=weights,
+                         threads=max(1, int(execution.cpu)), stored=len(study.get_trials(deepcopy=False)),
+                         deadline=deadline)
+        trainable = tune.with_resources(tune.with_parameters(RayWorker, setup=setup),
                                         {"cpu": execution.cpu, "gpu": execution.gpu})
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's legacy reporter honours verbose=0; ours shows progress
-        # Ray's CSV, JSON and TensorBoard loggers write each trial's result again (the storage holds it): 10 of a
-        # simulated trial's 61 ms at 1,000 trials when trials reported every epoch (benchmarks/RESULTS.md "Scale");
+        # Ray's CSV, JSON and TensorBoard loggers would write each trial's result again (the storage holds it);
         # "0" turns them back on
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-        results_dir = self.results_dir or (plan.config.run_dir() / "ray").resolve()
+        results_dir = self.results_dir or (config.run_dir() / "ray").resolve()
+        tally = WorkerTally([poll], lambda: fail_stale_trials(study, execution.stale_limit_s, url=plan.url))
         tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=execution.workers),
-                                        num_samples=-1, reuse_actors=True,
-                                        trial_name_creator=trial_name, trial_dirname_creator=trial_name),
-            run_config=tune.RunConfig(name=f"{plan.config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            trainable, param_space={WORKER: tune.grid_search(list(range(execution.workers)))},
+            tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=execution.workers,
+                                        trial_name_creator=worker_name, trial_dirname_creator=worker_name),
+            run_config=tune.RunConfig(name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                       storage_path=str(results_dir),
                                       failure_config=tune.FailureConfig(max_failures=execution.max_failures),
                                       checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
-                                      callbacks=[ProgressCallback([poll, searcher.beat_waiting])], verbose=0))
+                                      callbacks=[tally], verbose=0))
         with quiet_result_files():
             results = tuner.fit()
-        if searcher.unrecorded:
-            raise RuntimeError(f"{len(searcher.unrecorded)} trial(s) could not be recorded in {mask_url(plan.url)}: "
-                               f"{'; '.join(searcher.unrecorded[:3])}; run again to mark them FAIL and finish the "
-                               "budget")
-        if not searcher.finished or searcher.live:
-            if results.num_errors:  # Tune gave up on errored trials: a failure, not an interrupt
-                first = str(results.errors[0]).strip().splitlines()
-                raise RuntimeError(f"Ray Tune ended the run with {results.num_errors} errored trial(s) "
-                                   f"({first[0][:200] if first else 'no message'}); their error.txt is under "
-                                   f"{results_dir}; run again to mark unfinished trials FAIL and finish the budget")
-            # Tune ends fit() quietly on Ctrl-C; its untold trials stay RUNNING until the next run sweeps them
+        if tally.finished + tally.errored < execution.workers:
+            # Tune ends fit() quietly on Ctrl-C; the trials its workers held stay RUNNING until the next run sweeps
             raise KeyboardInterrupt
+        if tally.errored:
+            lines = str(results.errors[0]).strip().splitlines() if results.errors else []
+            first = lines[0][:200] if lines else "no message"
+            message = (f"{tally.errored} Ray worker(s) errored outside training ({first}) after "
+                       f"{execution.max_failures} restart(s); their error.txt is under {results_dir}")
+            if not tally.finished:  # none reached the end of the budget: a failure
+                raise RuntimeError(f"{message}; run again to finish the budget")
+            self.warn(f"warning: {message}; the other workers finished the budget")
 
 
 @contextlib.contextmanager
@@ -130,9 +124,9 @@ def quiet_result_files() -> Iterator[None]:
         analysis.setLevel(level)
 
 
-def trial_name(trial: tune.experiment.Trial) -> str:
-    """A Ray trial's name and folder: the study trial it evaluates, e.g. ``trial-7-1a2b3c4d``."""
-    return f"trial-{trial.config['number']}-{trial.trial_id}"
+def worker_name(trial: tune.experiment.Trial) -> str:
+    """A Ray trial's name and folder: the study worker it runs, e.g. ``worker-0-1a2b3c4d``."""
+    return f"worker-{trial.config[WORKER]}-{trial.trial_id}"
 
 
 def connect(address: str | None) -> bool:
@@ -186,17 +180,44 @@ def absolute_dataset(config: StudyConfig) -> StudyConfig:
     return config.model_copy(update={"dataset": {**config.dataset, "path": str(Path(path).resolve())}})
 
 
-class ProgressCallback(DriverOnly, tune.Callback):
-    """The driver's periodic duties (the progress bar, heartbeats of trials waiting on a twin), at most once a
-    second."""
+class DriverOnly:
+    """Leaves live handles (study, storage, console) out of pickles.
 
-    driver_only = ("duties",)
+    ``tune.Tuner`` pickles its callbacks into ``tuner.pkl`` for ``Tuner.restore``. This backend never restores from
+    it: a run resumes from the study's storage (``nas run`` again).
+    """
 
-    def __init__(self, duties: list[Callable[[], None]], every_s: float = 1.0):
-        self.duties, self.every_s, self.last = duties, every_s, 0.0
+    driver_only: tuple[str, ...] = ()
+
+    def __getstate__(self) -> dict:
+        return {k: None if k in self.driver_only else v for k, v in self.__dict__.items()}
+
+
+class WorkerTally(DriverOnly, tune.Callback):
+    """The driver's duties during the experiment: its periodic ones (the progress bar) at most once a second;
+    counting the workers that ended because the budget or the deadline was used up, and those Tune gave up on
+    (any fewer than all at the end: Tune was interrupted); and when a worker's actor died (Tune restarts it, up to
+    ``execution.max_failures``), failing the trial it held at once where its death can be seen (a dead pid on
+    this host), so the budget need not wait for the next run."""
+
+    driver_only = ("duties", "sweep")
+
+    def __init__(self, duties: list[Callable[[], None]], sweep: Callable[[], object], every_s: float = 1.0):
+        self.duties, self.sweep, self.every_s, self.last = duties, sweep, every_s, 0.0
+        self.finished = self.errored = 0  # workers that used up the budget (or deadline), workers Tune gave up on
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         if time.monotonic() - self.last >= self.every_s:
             self.last = time.monotonic()
             for duty in self.duties:
                 duty()
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        self.finished += bool(result.get(FINISHED))
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        self.sweep()
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self.errored += 1
+        self.sweep()
