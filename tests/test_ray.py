@@ -268,18 +268,22 @@ def test_ctrl_c_ends_a_ray_run_mid_trial_and_the_next_run_marks_that_trial_kille
     assert all(t.state.is_finished() for t in after.values())
 
 
-def test_a_killed_ray_worker_is_restarted_and_the_same_run_finishes_the_budget(tmp_path, monkeypatch):
-    """SIGKILL of a Ray worker's process while it trains: Tune restarts the worker (``execution.max_failures``
-    1), the driver fails the trial it held at once (a dead pid on this host; not counted in the budget), and the
-    same run finishes the budget with the restarted worker."""
+@pytest.mark.parametrize("workers, max_failures", [(1, 1), (2, 0)])
+def test_a_killed_ray_worker_loses_only_its_trial_and_the_same_run_finishes_the_budget(tmp_path, monkeypatch,
+                                                                                         workers, max_failures):
+    """SIGKILL of a Ray worker's process while it trains: the driver fails the trial it held at once (a dead pid on
+    this host; not counted in the budget), and the same run finishes the budget: with ``execution.max_failures`` 1
+    Tune restarts the worker; with 0 (the default) the other worker goes on and the run ends with a warning."""
     monkeypatch.chdir(tmp_path)
     env = {**os.environ, "NAS_CACHE_DIR": str(tmp_path / "cache")}
     study_file, url = write_study(tmp_path, budget={"trials": 3},
-                                  execution={"backend": "ray", "workers": 1, "max_failures": 1},
+                                  execution={"backend": "ray", "workers": workers, "max_failures": max_failures},
                                   dataset={**STUDY["dataset"], "samples": 3000},
                                   pruner={"name": "none", "min_epochs": 1, "max_epochs": 20})
-    driver = subprocess.Popen([sys.executable, "-m", "nas.cli", "run", study_file], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    output = tmp_path / "stdout.txt"
+    with output.open("w") as stdout:
+        driver = subprocess.Popen([sys.executable, "-m", "nas.cli", "run", study_file], cwd=tmp_path, env=env,
+                                  stdout=stdout, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.time() + 150
         while not (training := [t for t in started_trials(url) if t.state == TrialState.RUNNING
@@ -301,8 +305,10 @@ def test_a_killed_ray_worker_is_restarted_and_the_same_run_finishes_the_budget(t
     assert after[killed.number].user_attrs["reason"] == "worker died while the trial was running"
     others = [t for t in after.values() if t.number != killed.number]
     assert len(others) == 3 and all(t.state == TrialState.COMPLETE for t in others)
-    assert killed.user_attrs["pid"] not in {t.user_attrs["pid"] for t in others}, "a new worker process took over"
+    assert killed.user_attrs["pid"] not in {t.user_attrs["pid"] for t in others}, "another worker process took over"
     assert counted_trials(optuna.load_study(study_name="r", storage=url)) == 3
+    warned = "warning: 1 Ray worker(s) errored outside training" in output.read_text()
+    assert warned == (max_failures == 0)
 
 
 def test_a_simulated_study_runs_on_ray_and_stores_no_weights(tmp_path, monkeypatch, capfd):

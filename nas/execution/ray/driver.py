@@ -52,7 +52,7 @@ class RayBackend:
     def session(self, config: StudyConfig, url: str) -> Iterator[str]:
         """Joins (or starts) Ray for the whole study; yields the storage URL with an absolute SQLite path."""
         if config.training.device == "cuda" and config.execution.gpu == 0:
-            raise ConfigError("training.device: 'cuda' needs execution.gpu > 0 on the Ray backend (a Ray trial "
+            raise ConfigError("training.device: 'cuda' needs execution.gpu > 0 on the Ray backend (a Ray worker "
                               "trains on CUDA exactly when Ray assigns it a GPU), got execution.gpu 0")
         url = absolute_url(url)
         self.results_dir = (config.run_dir() / "ray").resolve()
