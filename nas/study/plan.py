@@ -181,9 +181,7 @@ def reserve_trial(study: optuna.Study, plan: RunPlan, stamp: dict | None = None)
         if not pending:
             enqueue_parameter_sets(study, plan)
         trial = study.ask()
-        write(trial, **worker_identity(), **(stamp or {}))
-        if pending:
-            write(trial, zoo=pending[0])
+        write(trial, **worker_identity(), **(stamp or {}), **({"zoo": pending[0]} if pending else {}))
         return trial
 
 
