@@ -59,6 +59,26 @@ def record_kinds(trials: list, state: TrialState) -> set[str]:
     return set.intersection(*keys) if keys else set()
 
 
+def wait_for_training(driver: subprocess.Popen, url: str) -> list[optuna.trial.FrozenTrial]:
+    """The RUNNING trials that stored a curve, once there are any; the driver must stay alive meanwhile."""
+    deadline = time.time() + 150
+    while not (training := [t for t in started_trials(url) if t.state == TrialState.RUNNING
+                            and t.user_attrs.get("curve")]):
+        assert driver.poll() is None, f"the driver ended early: {driver.stderr.read()[-2000:]}"
+        assert time.time() < deadline, "no trial trained an epoch within 150 s"
+        time.sleep(0.2)
+    return training
+
+
+def end_session(driver: subprocess.Popen) -> None:
+    """SIGKILLs what is left of a driver's session (its Ray runtime) and closes its stderr."""
+    try:
+        os.killpg(driver.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    driver.stderr.close()
+
+
 def tune_last_results(root) -> dict[str, dict]:
     """Each Ray trial's last result in the latest experiment under ``root``'s ``runs/r/ray``, by Tune trial id (read
     from Tune's experiment state: its loggers are off)."""
@@ -242,19 +262,11 @@ def test_ctrl_c_ends_a_ray_run_mid_trial_and_the_next_run_marks_that_trial_kille
     driver = subprocess.Popen([sys.executable, "-m", "nas.cli", "run", study_file], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.time() + 150
-        while not any(t.state == TrialState.RUNNING and t.user_attrs.get("curve") for t in started_trials(url)):
-            assert driver.poll() is None, f"the driver ended early: {driver.stderr.read()[-2000:]}"
-            assert time.time() < deadline, "no trial trained an epoch within 150 s"
-            time.sleep(0.2)
+        wait_for_training(driver, url)
         os.kill(driver.pid, signal.SIGINT)
         assert driver.wait(timeout=120) == 130, driver.stderr.read()[-2000:]
     finally:
-        try:
-            os.killpg(driver.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        driver.stderr.close()
+        end_session(driver)
     interrupted = [t.number for t in trials_of(url) if t.state == TrialState.RUNNING]
     assert interrupted, "the interrupted trial stays RUNNING until a run sweeps it"
     monkeypatch.setenv("NAS_CACHE_DIR", env["NAS_CACHE_DIR"])
@@ -285,21 +297,11 @@ def test_a_killed_ray_worker_loses_only_its_trial_and_the_same_run_finishes_the_
         driver = subprocess.Popen([sys.executable, "-m", "nas.cli", "run", study_file], cwd=tmp_path, env=env,
                                   stdout=stdout, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.time() + 150
-        while not (training := [t for t in started_trials(url) if t.state == TrialState.RUNNING
-                                and t.user_attrs.get("curve")]):
-            assert driver.poll() is None, f"the driver ended early: {driver.stderr.read()[-2000:]}"
-            assert time.time() < deadline, "no trial trained an epoch within 150 s"
-            time.sleep(0.2)
-        killed = training[0]
+        killed = wait_for_training(driver, url)[0]
         os.kill(killed.user_attrs["pid"], signal.SIGKILL)  # the Ray worker's actor process
         assert driver.wait(timeout=300) == 0, driver.stderr.read()[-2000:]
     finally:
-        try:
-            os.killpg(driver.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        driver.stderr.close()
+        end_session(driver)
     after = {t.number: t for t in trials_of(url)}
     assert after[killed.number].state == TrialState.FAIL and after[killed.number].user_attrs["killed"]
     assert after[killed.number].user_attrs["reason"] == "worker died while the trial was running"
