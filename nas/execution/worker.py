@@ -19,16 +19,17 @@ from nas.study.trial_cache import state_synced
 
 
 class StudyWorker:
-    """Worker ``index`` of a run that started with ``stored`` trials in the study (the sampler's seed depends on
-    both: parallel workers and resumed runs each draw their own points)."""
+    """Worker ``index`` of a run that started with ``stored`` trials in the study, started again after ``restart``
+    deaths (the sampler's seed depends on all three: parallel workers, resumed runs and restarted workers each
+    draw their own points)."""
 
     def __init__(self, plan: RunPlan, index: int, threads: int, stored: int, device: str | None = None,
-                 artifact_dir: Path | None = None, stamp: dict | None = None):
+                 artifact_dir: Path | None = None, stamp: dict | None = None, restart: int = 0):
         torch.set_num_threads(threads)
         self.plan, self.stamp = plan, stamp or {}
         config = plan.config
         study = optuna.load_study(study_name=config.name, storage=state_synced(open_storage(plan.url)),
-                                  sampler=make_sampler(config, index, stored))
+                                  sampler=make_sampler(config, index, stored, restart))
         self.ctx = trial_context(plan, study, threads)
         self.ctx.device = device
         if artifact_dir is not None and self.ctx.artifact_dir is not None:  # a Ray node's absolute folder

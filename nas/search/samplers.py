@@ -15,22 +15,26 @@ from nas.study.config import StudyConfig
 WARM_START_ATTR = "zoo"  # user attribute of a warm-start trial: a zoo genome, built without the preset's parameters
 
 
-def sampler_seed(seed: int, worker: int, stored: int) -> int:
-    """The seed of worker ``worker`` joining a study that already holds ``stored`` trials.
+def sampler_seed(seed: int, worker: int, stored: int, restart: int = 0) -> int:
+    """The seed of worker ``worker`` joining a study that already holds ``stored`` trials, after ``restart``
+    deaths of that worker in this run (a Ray worker that Tune restarted).
 
     A fresh study (``stored`` 0) gives ``seed + 1000 * worker``, so the same config gives the same trials; a
-    resumed run mixes in ``stored``, so it continues the search instead of re-proposing the first run's points.
+    resumed run mixes in ``stored``, and a restarted worker ``restart``, so each continues the search instead of
+    re-proposing the points drawn before.
     """
-    if stored == 0:
+    if stored == 0 and restart == 0:
         return seed + 1000 * worker
-    return int.from_bytes(hashlib.sha256(f"{seed}/{worker}/{stored}".encode()).digest()[:4], "big")
+    key = f"{seed}/{worker}/{stored}" + (f"/{restart}" if restart else "")
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big")
 
 
-def make_sampler(config: StudyConfig, worker: int = 0, stored: int = 0) -> optuna.samplers.BaseSampler:
+def make_sampler(config: StudyConfig, worker: int = 0, stored: int = 0,
+                 restart: int = 0) -> optuna.samplers.BaseSampler:
     """The config's sampler for ``worker`` (see :func:`sampler_seed`: parallel workers and resumed runs each
     draw their own points)."""
     s = config.sampler
-    seed = sampler_seed(s.seed, worker, stored)
+    seed = sampler_seed(s.seed, worker, stored, restart)
     if s.name == "tpe":
         with warnings.catch_warnings():  # multivariate and group are marked experimental in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

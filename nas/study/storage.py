@@ -252,8 +252,14 @@ def fail_stale_trials(study: optuna.Study, stale_after_s: float, url: str | None
     if url is not None and unstamped:
         with budget_lock(url, study.study_name):
             stale += [t for t in running_trials(study) if t.number in unstamped and TrialRecord.of(t).host is None]
+    return fail_killed(study, stale)
+
+
+def fail_killed(study: optuna.Study, trials: list[FrozenTrial]) -> list[int]:
+    """Marks ``trials`` (RUNNING ones whose worker died) FAIL as killed, not counted in the budget; returns the
+    numbers of those still RUNNING until then."""
     failed = []
-    for frozen in stale:
+    for frozen in trials:
         trial = StoredTrial.of(study, frozen)
         try:
             write(trial, reason="worker died while the trial was running", killed=True)

@@ -37,8 +37,8 @@ except ImportError:  # the CLI imports this module only for backend 'ray'
                       "pip install 'nas-explorer[ray]'") from None
 
 from nas.execution.ray.trainable import FINISHED, WORKER, RaySetup, RayWorker
-from nas.study.plan import RunPlan, artifact_dir
-from nas.study.storage import fail_stale_trials, open_storage, sqlite_path
+from nas.study.plan import RunPlan, artifact_dir, counted_trials
+from nas.study.storage import fail_killed, open_storage, running_trials, sqlite_path
 
 
 class RayBackend:
@@ -85,7 +85,7 @@ class RayBackend:
         # "0" turns them back on
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         results_dir = self.results_dir or (config.run_dir() / "ray").resolve()
-        tally = WorkerTally([poll], lambda: fail_stale_trials(study, execution.stale_limit_s, url=plan.url))
+        tally = WorkerTally([poll], lambda tune_trial_id: fail_worker_trials(study, tune_trial_id))
         tuner = tune.Tuner(
             trainable, param_space={WORKER: tune.grid_search(list(range(execution.workers)))},
             tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=execution.workers,
@@ -100,14 +100,15 @@ class RayBackend:
         if tally.finished + tally.errored < execution.workers:
             # Tune ends fit() quietly on Ctrl-C; the trials its workers held stay RUNNING until the next run sweeps
             raise KeyboardInterrupt
+        lines = str(results.errors[0]).strip().splitlines() if results.errors else []
+        died = (f"{tally.errored} Ray worker(s) errored outside training ({lines[0][:200] if lines else 'no message'})"
+                f" after {execution.max_failures} restart(s); their error.txt is under {results_dir}")
+        short = plan.budget - counted_trials(study)  # the trials dead workers held, if the others had already ended
+        if short > 0 and (deadline is None or time.time() < deadline):
+            raise RuntimeError(f"the run ended {short} trial(s) short of the budget: a Ray worker died holding them "
+                               f"(marked FAIL, killed){'; ' + died if tally.errored else ''}; run again to finish it")
         if tally.errored:
-            lines = str(results.errors[0]).strip().splitlines() if results.errors else []
-            first = lines[0][:200] if lines else "no message"
-            message = (f"{tally.errored} Ray worker(s) errored outside training ({first}) after "
-                       f"{execution.max_failures} restart(s); their error.txt is under {results_dir}")
-            if not tally.finished:  # none reached the end of the budget: a failure
-                raise RuntimeError(f"{message}; run again to finish the budget")
-            self.warn(f"warning: {message}; the other workers finished the budget")
+            self.warn(f"warning: {died}; the other workers finished the budget")
 
 
 @contextlib.contextmanager
@@ -122,6 +123,12 @@ def quiet_result_files() -> Iterator[None]:
         yield
     finally:
         analysis.setLevel(level)
+
+
+def fail_worker_trials(study: optuna.Study, tune_trial_id: str) -> list[int]:
+    """Fails as killed the RUNNING trials held by the Ray worker of Tune trial ``tune_trial_id`` (its actor died),
+    whatever its host."""
+    return fail_killed(study, [t for t in running_trials(study) if t.user_attrs.get("ray_trial") == tune_trial_id])
 
 
 def worker_name(trial: tune.experiment.Trial) -> str:
@@ -196,13 +203,13 @@ class DriverOnly:
 class WorkerTally(DriverOnly, tune.Callback):
     """The driver's duties during the experiment: its periodic ones (the progress bar) at most once a second;
     counting the workers that ended because the budget or the deadline was used up, and those Tune gave up on
-    (any fewer than all at the end: Tune was interrupted); and when a worker's actor died (Tune restarts it, up to
-    ``execution.max_failures``), failing the trial it held at once where its death can be seen (a dead pid on
-    this host), so the budget need not wait for the next run."""
+    (any fewer than all at the end: Tune was interrupted); and when a worker's actor or node died (Tune restarts
+    it, up to ``execution.max_failures``, before the new actor starts), failing the trial it held at once, on any
+    host, so a live worker can take its place in the budget."""
 
     driver_only = ("duties", "sweep")
 
-    def __init__(self, duties: list[Callable[[], None]], sweep: Callable[[], object], every_s: float = 1.0):
+    def __init__(self, duties: list[Callable[[], None]], sweep: Callable[[str], object], every_s: float = 1.0):
         self.duties, self.sweep, self.every_s, self.last = duties, sweep, every_s, 0.0
         self.finished = self.errored = 0  # workers that used up the budget (or deadline), workers Tune gave up on
 
@@ -216,8 +223,8 @@ class WorkerTally(DriverOnly, tune.Callback):
         self.finished += bool(result.get(FINISHED))
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
-        self.sweep()
+        self.sweep(trial.trial_id)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self.errored += 1
-        self.sweep()
+        self.sweep(trial.trial_id)

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
+from optuna.trial import TrialState
 from ray import tune
 
 from nas.execution.worker import StudyWorker
 from nas.study.config import parse_config
 from nas.study.plan import RunPlan
+from nas.study.storage import open_storage
 
 WORKER = "worker"      # a Ray trial's one config key: its worker index (the sampler's seed depends on it)
 FINISHED = "finished"  # result key: True in a worker's last result, when the budget or the deadline is used up
@@ -46,7 +48,15 @@ class RayWorker(tune.Trainable):
         self.worker = StudyWorker(plan, int(config[WORKER]), setup.threads, setup.stored,
                                   device="cuda" if ray.get_gpu_ids() else "cpu",
                                   artifact_dir=Path(setup.artifact_dir) if setup.artifact_dir else None,
-                                  stamp=stamp)
+                                  stamp=stamp, restart=self.deaths(plan))
+
+    def deaths(self, plan: RunPlan) -> int:
+        """How often this Ray trial's worker died before (Tune restarts it with the same config): the trials it
+        held then, which the driver marked killed."""
+        storage = open_storage(plan.url)
+        study_id = storage.get_study_id_from_name(plan.config.name)
+        return sum(t.user_attrs.get("ray_trial") == self.trial_id and bool(t.user_attrs.get("killed"))
+                   for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.FAIL,)))
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         """Nothing to save: every trial writes its records to the storage."""
