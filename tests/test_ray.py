@@ -113,11 +113,7 @@ def kill_driver_mid_study(study_file: str, url: str, cwd, env: dict) -> set[int]
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
     finally:
-        try:
-            os.killpg(driver.pid, signal.SIGKILL)  # Ray's agents that outlive their driver
-        except ProcessLookupError:
-            pass
-        driver.stderr.close()
+        end_session(driver)  # Ray's agents that outlive their driver
     # a Ray worker may finish its trial (and reserve the next) before Ray ends it: wait until the trials left
     # RUNNING are those of workers that are gone
     deadline = time.time() + 60
@@ -283,9 +279,10 @@ def test_ctrl_c_ends_a_ray_run_mid_trial_and_the_next_run_marks_that_trial_kille
 @pytest.mark.parametrize("workers, max_failures", [(1, 1), (2, 0)])
 def test_a_killed_ray_worker_loses_only_its_trial_and_the_same_run_finishes_the_budget(tmp_path, monkeypatch,
                                                                                          workers, max_failures):
-    """SIGKILL of a Ray worker's process while it trains: the driver fails the trial it held at once (a dead pid on
-    this host; not counted in the budget), and the same run finishes the budget: with ``execution.max_failures`` 1
-    Tune restarts the worker; with 0 (the default) the other worker goes on and the run ends with a warning."""
+    """SIGKILL of a Ray worker's process while it trains: the driver fails the trial it held at once (found by the
+    worker's Tune trial id; not counted in the budget), and the same run finishes the budget: with
+    ``execution.max_failures`` 1 Tune restarts the worker (its sampler drawing anew); with 0 (the default) the other
+    worker goes on and the run ends with a warning."""
     monkeypatch.chdir(tmp_path)
     env = {**os.environ, "NAS_CACHE_DIR": str(tmp_path / "cache")}
     study_file, url = write_study(tmp_path, budget={"trials": 3},

@@ -85,7 +85,7 @@ class RayBackend:
         # "0" turns them back on
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         results_dir = self.results_dir or (config.run_dir() / "ray").resolve()
-        tally = WorkerTally([poll], lambda tune_trial_id: fail_worker_trials(study, tune_trial_id))
+        tally = WorkerTally(poll, lambda tune_trial_id: fail_worker_trials(study, tune_trial_id))
         tuner = tune.Tuner(
             trainable, param_space={WORKER: tune.grid_search(list(range(execution.workers)))},
             tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=execution.workers,
@@ -187,37 +187,26 @@ def absolute_dataset(config: StudyConfig) -> StudyConfig:
     return config.model_copy(update={"dataset": {**config.dataset, "path": str(Path(path).resolve())}})
 
 
-class DriverOnly:
-    """Leaves live handles (study, storage, console) out of pickles.
+class WorkerTally(tune.Callback):
+    """The driver's duties during the experiment: ``poll`` (the progress bar) at most once a second; counting the
+    workers that ended because the budget or the deadline was used up, and those Tune gave up on (any fewer than
+    all at the end: Tune was interrupted); and when a worker's actor or node died (Tune restarts it, up to
+    ``execution.max_failures``, before the new actor starts), failing the trial it held at once, on any host, so a
+    live worker can take its place in the budget."""
 
-    ``tune.Tuner`` pickles its callbacks into ``tuner.pkl`` for ``Tuner.restore``. This backend never restores from
-    it: a run resumes from the study's storage (``nas run`` again).
-    """
-
-    driver_only: tuple[str, ...] = ()
+    def __init__(self, poll: Callable[[], None], sweep: Callable[[str], object], every_s: float = 1.0):
+        self.poll, self.sweep, self.every_s, self.last = poll, sweep, every_s, 0.0
+        self.finished = self.errored = 0  # workers that used up the budget (or deadline), workers Tune gave up on
 
     def __getstate__(self) -> dict:
-        return {k: None if k in self.driver_only else v for k, v in self.__dict__.items()}
-
-
-class WorkerTally(DriverOnly, tune.Callback):
-    """The driver's duties during the experiment: its periodic ones (the progress bar) at most once a second;
-    counting the workers that ended because the budget or the deadline was used up, and those Tune gave up on
-    (any fewer than all at the end: Tune was interrupted); and when a worker's actor or node died (Tune restarts
-    it, up to ``execution.max_failures``, before the new actor starts), failing the trial it held at once, on any
-    host, so a live worker can take its place in the budget."""
-
-    driver_only = ("duties", "sweep")
-
-    def __init__(self, duties: list[Callable[[], None]], sweep: Callable[[str], object], every_s: float = 1.0):
-        self.duties, self.sweep, self.every_s, self.last = duties, sweep, every_s, 0.0
-        self.finished = self.errored = 0  # workers that used up the budget (or deadline), workers Tune gave up on
+        """``tune.Tuner`` pickles its callbacks into ``tuner.pkl`` for ``Tuner.restore``; this backend never restores
+        from it (a run resumes from the study's storage), so the live handles (console, study) stay out."""
+        return {**self.__dict__, "poll": None, "sweep": None}
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         if time.monotonic() - self.last >= self.every_s:
             self.last = time.monotonic()
-            for duty in self.duties:
-                duty()
+            self.poll()
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         self.finished += bool(result.get(FINISHED))

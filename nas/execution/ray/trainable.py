@@ -33,8 +33,8 @@ class RaySetup:
 
 class RayWorker(tune.Trainable):
     """A study worker on Ray. Each ``step`` runs the study's next trial and returns its number, its state (its
-    values and curve are in the study's storage) and the Ray node; the step that finds the budget or the deadline used up returns
-    ``finished`` and ends the Ray trial. Storage, study, sampler and data are opened once per actor.
+    values and curve are in the study's storage) and the Ray node; the step that finds the budget or the deadline
+    used up returns ``finished`` and ends the Ray trial. Storage, study, sampler and data are opened once per actor.
 
     Every study trial it runs is stamped with the Ray node and this Ray trial's id, in the same write as its host
     and pid. The worker trains on CUDA when Ray gave it a GPU.
