@@ -27,6 +27,7 @@ from nas.search.presets import dense_space_within, resolve_space
 from nas.study.config import StudyConfig
 from nas.study.plan import RunPlan, artifact_dir
 from nas.execution.heartbeat import heartbeat
+from nas.execution.screen import screen_split, screen_trial
 from nas.execution.twins import beat, claim, copy_twin, twin_key
 from nas.study.records import AttributeSink, TrialRecord, write
 from nas.study.storage import StoredTrial, fail_stale_trials, is_stale, record_violation
@@ -51,6 +52,7 @@ class TrialContext:
     artifact_dir: Path | None = None
     device: str | None = None
     orders: dict[str, list[int]] | None = None  # reorder method -> order recovered from the training split
+    screen_data: Splits | None = None  # the data cut to pruner.screen's training subset, when the study screens
 
 
 def trial_context(plan: RunPlan, study: optuna.Study, threads: int | None = None) -> TrialContext:
@@ -61,9 +63,10 @@ def trial_context(plan: RunPlan, study: optuna.Study, threads: int | None = None
     space = dense_space_within(resolve_space(config.search_space), math.prod(data.input_shape), data.num_classes,
                                config.constraints.max_params, config.constraints.max_flops)
     orders = data_orders(data.x_train.numpy(), *reorder_request(space, data.input_shape), default_cache_dir())
+    screen = config.pruner.screen
     return TrialContext(study=study, config=config, url=plan.url, data=data, space=space, threads=threads,
                         artifact_dir=None if config.execution.simulate else artifact_dir(config, plan.url),
-                        orders=orders)
+                        orders=orders, screen_data=screen_split(data, screen) if screen is not None else None)
 
 
 def objective_values(config: StudyConfig, metrics: dict) -> list[float]:
@@ -226,6 +229,11 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
         return prepared
     on_epoch = EpochRecorder(study, config, trial, prepared.genome)
     with heartbeat(trial, config.execution.heartbeat_s):
+        if ctx.screen_data is not None:
+            screened = screen_trial(study, config, trial, prepared.genome, prepared.train, ctx.screen_data,
+                                    fit_function(config))
+            if screened is not None:
+                return screened
         result = fit_function(config)(prepared.genome, ctx.data, prepared.train, callback=on_epoch,
                                       evaluate_test=True)
     save = (lambda model: upload_weights(ctx.artifact_dir, trial.number, trial, model)) \

@@ -23,7 +23,7 @@ from nas.study.storage import budget_lock, record_violation
 
 NOT_TRAINING = ("seed", "threads", "device", "trial_timeout_s")  # how a fit is run, not what it computes
 COPIED = ("val_accuracy", "test_accuracy", "latency_ms", "curve", "epochs", "weights_artifact", "seed", "val_samples",
-          "lr")
+          "lr", "screen")
 
 
 def twin_key(genome_key: str, train: TrainConfig) -> str:
@@ -52,8 +52,10 @@ def copy_twin(study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> Tr
     source = TrialRecord.of(twin)
     copied = {name: getattr(source, name) for name in COPIED}
     complete = twin.state == TrialState.COMPLETE
+    where = "at its screen" if source.screen is not None and not source.epochs_done else \
+        f"after {source.epochs_done} epochs"
     reason = {} if complete else {"reason": f"same genome and training as trial {twin.number}, which the rung rule "
-                                            f"stopped after {source.epochs_done} epochs"}
+                                            f"stopped {where}"}
     write(trial, **{k: v for k, v in copied.items() if v is not None}, duplicate_of=twin.number, **reason)
     if complete:
         record_violation(trial, 0.0)

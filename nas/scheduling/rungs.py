@@ -15,6 +15,7 @@ from nas.study.ledger import ledger
 
 
 RUNG_METRICS = ("params", "flops")  # known before training, the same for every trial at a rung
+SCREEN_RUNG = 0  # the rung key of ``pruner.screen`` (``rung_0``): before epoch 1 of the full fit, on less data
 
 
 def rung_point(val_accuracy: float, metrics: Mapping[str, float], objectives: list[Objective]) -> tuple:
@@ -38,14 +39,16 @@ def rung_records(study: optuna.Study, epoch: int, objectives: list[Objective], e
 
 def rung_verdict(study: optuna.Study, config: StudyConfig, number: int, epoch: int, val_accuracy: float,
                  metrics: Mapping[str, float]) -> str | None:
-    """Why trial ``number`` stops at rung ``epoch``, or None if it continues.
+    """Why trial ``number`` stops at rung ``epoch`` (``SCREEN_RUNG``: the screen), or None if it continues.
 
-    It continues when ``rung_survivors`` (top ``ceil(n / reduction_factor)`` by Pareto rank) keeps it among
-    the ``n`` trials that reached the rung: the others' ``rung_<E>`` records plus its own ``val_accuracy``.
+    It continues when ``rung_survivors`` (top ``ceil(n / reduction_factor)`` by Pareto rank; the screen's own factor
+    at the screen) keeps it among the ``n`` trials that reached the rung: the others' ``rung_<E>`` records plus its
+    own ``val_accuracy``.
     """
     records = rung_records(study, epoch, config.objectives, number)
     records[number] = rung_point(val_accuracy, metrics, config.objectives)
-    if number in rung_survivors(records, config.pruner.reduction_factor, config.pruner.floor):
+    factor = config.pruner.screen_factor if epoch == SCREEN_RUNG else config.pruner.reduction_factor
+    if number in rung_survivors(records, factor, config.pruner.floor):
         return None
-    return (f"rung at epoch {epoch}: not in the top 1/{config.pruner.reduction_factor} of {len(records)} trials "
-            f"by Pareto rank")
+    where = "screen" if epoch == SCREEN_RUNG else f"rung at epoch {epoch}"
+    return f"{where}: not in the top 1/{factor} of {len(records)} trials by Pareto rank"

@@ -51,18 +51,36 @@ class Sampler(Strict):
         return self
 
 
+class Screen(Strict):
+    """A cheap first rung on less data: each trial first trains ``epochs`` epochs (its own schedule) on a fixed,
+    stratified ``train_samples`` of the training split; only the top ``1/reduction_factor`` by Pareto rank go on to
+    the full fit, which starts anew, so a full-budget result is the same whether or not a study screens."""
+
+    train_samples: int = Field(gt=0)
+    epochs: int = Field(gt=0)
+    reduction_factor: int | None = Field(None, ge=2)  # default: the pruner's
+
+
 class Pruner(Strict):
     name: Literal["asha", "none"] = "asha"
     min_epochs: int = Field(2, gt=0)
     max_epochs: int = Field(18, gt=0)
     reduction_factor: int = Field(3, ge=2)
     floor: Literal["none", "median"] = "none"  # 'median': below the rung's median accuracy never goes on
+    screen: Screen | None = None
 
     @model_validator(mode="after")
     def _order(self) -> "Pruner":
         if self.min_epochs > self.max_epochs:
             raise ValueError(f"min_epochs ({self.min_epochs}) must not exceed max_epochs ({self.max_epochs})")
+        if self.screen is not None and self.name != "asha":
+            raise ValueError("pruner.screen needs pruner 'asha' (the screen is its first rung); 'none' trains every trial in full")
         return self
+
+    @property
+    def screen_factor(self) -> int:
+        """The screen's reduction factor (the pruner's unless the screen sets its own)."""
+        return (self.screen.reduction_factor if self.screen is not None else None) or self.reduction_factor
 
     def rungs(self) -> list[int]:
         """Epochs at which the rung rule runs: min * rf^k below max (ASHA's geometric schedule)."""
