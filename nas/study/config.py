@@ -74,7 +74,8 @@ class Pruner(Strict):
         if self.min_epochs > self.max_epochs:
             raise ValueError(f"min_epochs ({self.min_epochs}) must not exceed max_epochs ({self.max_epochs})")
         if self.screen is not None and self.name != "asha":
-            raise ValueError("pruner.screen needs pruner 'asha' (the screen is its first rung); 'none' trains every trial in full")
+            raise ValueError("pruner.screen needs pruner 'asha' (the screen is its first rung); 'none' trains every "
+                             "trial in full")
         return self
 
     @property
