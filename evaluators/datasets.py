@@ -7,7 +7,7 @@ import math
 import os
 import random
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -104,6 +104,17 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int, field: st
     if held.all() or not held.any():
         raise DatasetError(f"dataset field {field!r}: {fraction} of {len(labels)} samples leaves an empty split")
     return np.sort(order[~held]), np.sort(order[held])
+
+
+def training_part(data: Splits, count: int, field: str) -> Splits:
+    """``data`` with its training split cut to a seeded, stratified ``count`` samples, the same part on every call
+    (so every trial of a study sees the same one); validation and test untouched. ``field`` names it in errors."""
+    available = len(data.y_train)
+    if count >= available:
+        raise DatasetError(f"{field}: {count:,} is not fewer than the {available:,} training samples (after "
+                           "validation is carved out)")
+    keep = stratified_subset(data.y_train.numpy(), count, data.spec.seed)
+    return replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep])
 
 
 def stratified_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:

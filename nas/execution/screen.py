@@ -13,35 +13,25 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from evaluators.datasets import Splits, stratified_subset
+from evaluators.datasets import Splits
 from evaluators.training import TrainConfig, TrainResult
-from nas.errors import ConfigError
 from nas.scheduling.rungs import RUNG_METRICS, SCREEN_RUNG, rung_verdict
-from nas.study.config import Screen, StudyConfig
+from nas.study.config import StudyConfig
 from nas.study.records import write
 from search_space import Genome
 
 
-def screen_split(data: Splits, screen: Screen) -> Splits:
-    """The data with its training split cut to the screen's subset, the same for every trial (seeded by the data
-    seed); validation and test untouched."""
-    available = len(data.y_train)
-    if screen.train_samples >= available:
-        raise ConfigError(f"pruner.screen.train_samples: {screen.train_samples:,} is not fewer than the "
-                          f"{available:,} training samples; a screen on all the data only adds cost")
-    keep = stratified_subset(data.y_train.numpy(), screen.train_samples, data.spec.seed)
-    return dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep])
-
-
 def screen_trial(study: optuna.Study, config: StudyConfig, trial: optuna.Trial, genome: Genome, train: TrainConfig,
-                 data: Splits, fit: Callable[..., TrainResult]) -> TrialState | None:
-    """Trains the screen, records it (``screen`` and ``rung_0`` in one write) and ends the trial where it stops:
-    PRUNED when the rung rule drops it, FAIL when the fit itself stopped (NaN loss, timeout). None: it goes on."""
+                 data: Splits, fit: Callable[..., TrainResult]) -> TrialState | TrainConfig:
+    """Trains the screen on ``data`` (the study's screen part), records it (``screen`` and ``rung_0`` in one write)
+    and ends the trial where it stops: PRUNED when the rung rule drops it, FAIL when the fit itself stopped (NaN
+    loss, timeout). A trial that goes on gets ``train`` back with the screen's seconds taken off its time limit."""
     screen = config.pruner.screen
     started = time.monotonic()
     result = fit(genome, data, dataclasses.replace(train, epochs=screen.epochs), evaluate_test=False)
+    seconds = time.monotonic() - started
     record = {"train_samples": len(data.y_train), "epochs": result.epochs, "val_accuracy": result.val_accuracy,
-              "train_time_s": round(time.monotonic() - started, 3)}
+              "train_time_s": round(seconds, 3)}
     if result.stopped is not None:
         write(trial, screen=record, epochs=0, reason=f"screen: {result.reason or result.stopped}")
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
@@ -50,8 +40,9 @@ def screen_trial(study: optuna.Study, config: StudyConfig, trial: optuna.Trial, 
     metrics = {name: getattr(genome, name) for name in RUNG_METRICS}
     reason = rung_verdict(study, config, trial.number, SCREEN_RUNG, result.val_accuracy, metrics)
     if reason is None:
-        return None
-    write(trial, epochs=0, reason=f"{reason} ({result.val_accuracy:.2%} after {screen.epochs} epochs on "
+        limit = train.trial_timeout_s
+        return train if limit is None else dataclasses.replace(train, trial_timeout_s=max(limit - seconds, 1e-3))
+    write(trial, epochs=0, reason=f"{reason} ({result.val_accuracy:.2%} after {screen.epochs} epoch(s) on "
                                    f"{screen.train_samples:,} samples)")
     study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
     return TrialState.PRUNED

@@ -18,16 +18,16 @@ import torch
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from evaluators.datasets import Splits, default_cache_dir, load_dataset
+from evaluators.datasets import Splits, default_cache_dir, load_dataset, training_part
 from evaluators.ordering import data_orders
 from evaluators.training import EpochReport, TrainConfig, TrainResult, train
 from nas.scheduling.rungs import RUNG_METRICS, rung_verdict
 from nas.search.genomes import genome_family, reorder_request, sample_epochs, sample_genome
 from nas.search.presets import dense_space_within, resolve_space
-from nas.study.config import StudyConfig
+from nas.study.config import SCREEN_FIELD, StudyConfig
 from nas.study.plan import RunPlan, artifact_dir
 from nas.execution.heartbeat import heartbeat
-from nas.execution.screen import screen_split, screen_trial
+from nas.execution.screen import screen_trial
 from nas.execution.twins import beat, claim, copy_twin, twin_key
 from nas.study.records import AttributeSink, TrialRecord, write
 from nas.study.storage import StoredTrial, fail_stale_trials, is_stale, record_violation
@@ -66,7 +66,8 @@ def trial_context(plan: RunPlan, study: optuna.Study, threads: int | None = None
     screen = config.pruner.screen
     return TrialContext(study=study, config=config, url=plan.url, data=data, space=space, threads=threads,
                         artifact_dir=None if config.execution.simulate else artifact_dir(config, plan.url),
-                        orders=orders, screen_data=screen_split(data, screen) if screen is not None else None)
+                        orders=orders, screen_data=None if screen is None else
+                        training_part(data, screen.train_samples, SCREEN_FIELD))
 
 
 def objective_values(config: StudyConfig, metrics: dict) -> list[float]:
@@ -154,7 +155,8 @@ def sample_trial(ctx: TrialContext, trial: optuna.Trial) -> PreparedTrial | Tria
     return PreparedTrial(genome, cfg)
 
 
-def settle(ctx: TrialContext, trial: optuna.Trial, prepared: PreparedTrial, wait: bool) -> PreparedTrial | TrialState | None:
+def settle(ctx: TrialContext, trial: optuna.Trial, prepared: PreparedTrial,
+           wait: bool) -> PreparedTrial | TrialState | None:
     """The prepared fit if this trial is the first to train its genome this way; else its twin's outcome, told
     here (see ``nas.execution.twins``). While the twin runs: wait for it, or (``wait`` False) return None."""
     key = twin_key(prepared.genome.key(), prepared.train)
@@ -229,13 +231,12 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
         return prepared
     on_epoch = EpochRecorder(study, config, trial, prepared.genome)
     with heartbeat(trial, config.execution.heartbeat_s):
+        train = prepared.train
         if ctx.screen_data is not None:
-            screened = screen_trial(study, config, trial, prepared.genome, prepared.train, ctx.screen_data,
-                                    fit_function(config))
-            if screened is not None:
-                return screened
-        result = fit_function(config)(prepared.genome, ctx.data, prepared.train, callback=on_epoch,
-                                      evaluate_test=True)
+            train = screen_trial(study, config, trial, prepared.genome, train, ctx.screen_data, fit_function(config))
+            if isinstance(train, TrialState):
+                return train
+        result = fit_function(config)(prepared.genome, ctx.data, train, callback=on_epoch, evaluate_test=True)
     save = (lambda model: upload_weights(ctx.artifact_dir, trial.number, trial, model)) \
         if ctx.artifact_dir is not None else None
     metrics = record_result(trial, prepared, result, save, on_epoch)

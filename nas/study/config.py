@@ -51,6 +51,9 @@ class Sampler(Strict):
         return self
 
 
+SCREEN_FIELD = "pruner.screen.train_samples"  # how errors about the screen's data name it
+
+
 class Screen(Strict):
     """A cheap first rung on less data: each trial first trains ``epochs`` epochs (its own schedule) on a fixed,
     stratified ``train_samples`` of the training split; only the top ``1/reduction_factor`` by Pareto rank go on to
@@ -178,7 +181,8 @@ class Execution(Strict):
     max_failures: int = Field(0, ge=-1)  # Ray FailureConfig; -1 retries forever
     heartbeat_s: float = Field(30.0, gt=0)  # a running (or waiting) trial writes its heartbeat this often
     stale_after_s: float | None = Field(None, gt=0)  # another host's trial without a beat this long is dead
-    simulate: bool = False  # synthetic learning curves instead of training (evaluators/simulated.py): measures the machinery
+    # synthetic learning curves instead of training (evaluators/simulated.py): measures the machinery
+    simulate: bool = False
 
     @model_validator(mode="after")
     def _stale_after_beats(self) -> "Execution":

@@ -97,8 +97,9 @@ def baseline_config(config: StudyConfig) -> StudyConfig:
     1x or 2x the study's epochs searched by TPE), no pruning, the study's size limits.
 
     The baseline is tuned within the same ``constraints`` as the search, so the comparison is like for like, unless
-    ``baseline.max_params`` gives the MLPs a limit of their own (a seed's published dense sizes); its study name includes the limits and a digest of the training settings and epochs, so studies with other limits
-    or training on the same data get their own baseline (and share it otherwise). Its first trials are
+    ``baseline.max_params`` gives the MLPs a limit of their own (a seed's published dense sizes); its study name
+    includes the limits and a digest of the training settings and epochs, so studies with other limits or training
+    on the same data get their own baseline (and share it otherwise). Its first trials are
     ``baseline.warm_start`` (by default the MNIST-1D paper's MLP), recorded infeasible, untrained, where they exceed
     the limits.
     """
@@ -154,8 +155,8 @@ def create_study(config: StudyConfig, url: str) -> optuna.Study:
         field, was, now = conflict
         change = f"was run without it, the config now has {now!r}" if was is None else \
             f"was run with {was!r}, the config now " + ("leaves it out" if now is None else f"has {now!r}")
-        raise ConfigError(f"{field}: study {config.name!r} in {mask_url(url)} {change}; resuming would mix two definitions of a trial: restore it, or give the "
-                          "study a new name")
+        raise ConfigError(f"{field}: study {config.name!r} in {mask_url(url)} {change}; resuming would mix two "
+                          "definitions of a trial: restore it, or give the study a new name")
     metrics = [o.metric for o in config.objectives]
     write_study(study, config=config.model_dump(mode="json"), metrics=metrics)
     if study.metric_names != metrics:

@@ -15,7 +15,7 @@ from typing import Callable, ContextManager, Protocol
 import optuna
 
 from nas.errors import ConfigError
-from nas.study.config import StudyConfig
+from nas.study.config import SCREEN_FIELD, StudyConfig
 from nas.study.plan import RunPlan, baseline_config, counted_trials, create_study
 from nas.study.records import write_study
 from nas.study.storage import fail_stale_trials, mask_url
@@ -92,7 +92,7 @@ def run_plan(plan: RunPlan, backend: Backend, deadline: float | None, reporter: 
 
 def preflight(config: StudyConfig) -> None:
     """Loads the data and samples one genome in this process, so a bad dataset, space or zoo name exits 2 up front."""
-    from evaluators.datasets import default_cache_dir, load_dataset
+    from evaluators.datasets import default_cache_dir, load_dataset, training_part
     from evaluators.ordering import data_orders
     from nas.search.genomes import genome_family, reorder_request, resolve_space, sample_genome
     from nas.search.presets import dense_space_within
@@ -113,6 +113,8 @@ def preflight(config: StudyConfig) -> None:
     sample_genome(probe, space, data.input_shape, data.num_classes, orders)  # the orders are cached for the workers
     for i, params in enumerate(config.enqueue):
         check_parameter_set(config, space, data, orders, params, f"enqueue[{i}]")
+    if config.pruner.screen is not None:  # before the study is stored: a corrected number must not read as a change
+        training_part(data, config.pruner.screen.train_samples, SCREEN_FIELD)
     if config.baseline.trials > 0:  # limits no MLP fits: one line here, not a traceback from every worker
         baseline = baseline_config(config)
         dense_space_within(resolve_space(baseline.search_space), math.prod(data.input_shape), data.num_classes,
