@@ -317,10 +317,12 @@ def test_a_killed_ray_worker_loses_only_its_trial_and_the_same_run_finishes_the_
 
 def test_a_simulated_study_runs_on_ray_and_stores_no_weights(tmp_path, monkeypatch, capfd):
     """``--simulate`` on the Ray backend: every trial scored by the synthetic curve, none failed, no weights; and
-    no line per trial from Ray about the result files its loggers (off) did not write."""
+    no line per trial from Ray about the result files its loggers (off) did not write. Its trials screen first, as
+    a local worker's do (``pruner.screen``)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
-    study_file, url = write_study(tmp_path, budget={"trials": 4})
+    screen = {"train_samples": 50, "epochs": 1}
+    study_file, url = write_study(tmp_path, budget={"trials": 4}, pruner={**STUDY["pruner"], "screen": screen})
     ray.init(num_cpus=2, include_dashboard=False)
     try:
         assert main(["run", study_file, "--simulate"]) == 0
@@ -330,6 +332,9 @@ def test_a_simulated_study_runs_on_ray_and_stores_no_weights(tmp_path, monkeypat
     trials = trials_of(url)
     assert len(trials) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     assert all(t.user_attrs.get("simulated") for t in trials if "infeasible" not in t.user_attrs)
+    screened = [t for t in trials if "infeasible" not in t.user_attrs and "duplicate_of" not in t.user_attrs]
+    assert screened and all(t.user_attrs["screen"]["train_samples"] == 50 and "rung_0" in t.user_attrs
+                            for t in screened)
     assert not list(tmp_path.rglob("artifacts")) and not any("weights" in key for t in trials for key in t.user_attrs)
 
 
