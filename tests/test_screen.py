@@ -1,6 +1,7 @@
 """``pruner.screen``: a first rung on a fixed part of the training data, end to end with real training."""
 from __future__ import annotations
 
+import json
 import math
 
 import optuna
@@ -44,8 +45,12 @@ def trained(trial: optuna.trial.FrozenTrial) -> bool:
     return "infeasible" not in trial.user_attrs and "duplicate_of" not in trial.user_attrs
 
 
-def test_only_the_top_screens_train_in_full_and_their_results_match_an_unscreened_study(workdir):
+def test_only_the_top_screens_train_in_full_and_their_results_match_an_unscreened_study(workdir, capsys):
     screened = [t for t in run(workdir / "screened") if trained(t)]
+    capsys.readouterr()
+    assert main(["status", str(workdir / "screened" / "s.yaml"), "--json"]) == 0
+    stopped = sum(t.state == TrialState.PRUNED for t in screened)  # `nas status` counts what the screen did
+    assert json.loads(capsys.readouterr().out)["screen"] == {"screened": len(screened), "stopped": stopped}
     plain = {t.number: t for t in run(workdir / "plain", pruner={"name": "asha", "min_epochs": 3, "max_epochs": 3})}
 
     checked = {TrialState.COMPLETE: 0, TrialState.PRUNED: 0}

@@ -56,6 +56,10 @@ def print_summary(summary: dict) -> None:
     counts = summary["trials"]
     console.print(f"study [bold]{summary['study']}[/bold]: " + ", ".join(f"{v} {k}" for k, v in counts.items())
                   + f"; hypervolume {summary['hypervolume']:.3f}")
+    if summary.get("screen"):
+        screen = summary["screen"]
+        console.print(f"screen: {screen['screened']} trial(s) screened, {screen['stopped']} stopped there, "
+                      f"{screen['screened'] - screen['stopped']} went on to the full fit")
     for title, rows in (("Pareto set", summary["pareto"]), ("dense baseline front", summary["baseline"])):
         if not rows:
             continue

@@ -60,6 +60,17 @@ def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
     return counts
 
 
+def screen_counts(trials: list[FrozenTrial]) -> dict[str, int] | None:
+    """How many trials ran ``pruner.screen`` and how many went on to their full fit (None: nothing screened); an
+    asynchronous rung keeps more than ``1/reduction_factor`` when later draws screen better, which this shows."""
+    records = [TrialRecord.of(t) for t in trials]
+    screened = [r for r in records if r.screen is not None and r.duplicate_of is None]
+    if not screened:
+        return None
+    stopped = sum(r.state != TrialState.RUNNING and not r.epochs_done for r in screened)
+    return {"screened": len(screened), "stopped": stopped}
+
+
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The non-dominated trained trials, by increasing parameter count (kept by the study's ledger as trials
     finish, so a poll at 10,000 trials does not rank them all again); see :meth:`Ledger.shown_front`."""
@@ -197,6 +208,7 @@ def study_summary(study: optuna.Study, baseline: optuna.Study | None = None) -> 
         "search_note": search_note(by_generation),
         "failures": [{"number": t.number, "reason": TrialRecord.of(t).reason or "unknown"}
                      for t in trials if t.state == TrialState.FAIL],
+        "screen": screen_counts(trials),
     }
     if baseline is not None:
         data["baseline_study"] = baseline.study_name
