@@ -120,3 +120,15 @@ def test_a_screen_takes_its_own_reduction_factor_or_the_pruners():
     pruner = {"name": "asha", "reduction_factor": 3, "screen": {"train_samples": 10, "epochs": 1}}
     assert Pruner(**pruner).screen_factor == 3
     assert Pruner(**{**pruner, "screen": {"train_samples": 10, "epochs": 1, "reduction_factor": 5}}).screen_factor == 5
+
+
+def test_adding_a_screen_to_a_stored_study_is_refused_naming_it(workdir, capsys):
+    """A stored study's trials were ranked without a screen: resuming with one would mix two definitions."""
+    unscreened = {"name": "asha", "min_epochs": 3, "max_epochs": 3, "reduction_factor": 2}
+    study_file, url = conftest.study_beside_storage(workdir, STUDY, pruner=unscreened, budget={"trials": 2})
+    assert main(["run", str(study_file)]) == 0
+    conftest.study_beside_storage(workdir, STUDY, budget={"trials": 4})
+    capsys.readouterr()
+    assert main(["run", str(study_file)]) == 2
+    assert capsys.readouterr().err.startswith("nas: error: pruner.screen: study 's'")
+    assert len(optuna.load_study(study_name="s", storage=url).get_trials()) == 2
