@@ -177,3 +177,16 @@ def test_zoo_cnn_learns_mnist1d(tmp_path):
     genome = get_zoo("mnist1d-cnn").build(data.input_shape, data.num_classes)
     result = train(genome, data, TrainConfig(lr=1e-2, batch_size=100, epochs=5, threads=1))
     assert result.val_accuracy > 0.5, result.curve
+
+
+def test_images_train_in_channels_last_and_flat_features_in_the_default_layout():
+    """Convs on images train in channels_last (faster on this project's CPUs: benchmarks/RESULTS.md)."""
+    from evaluators.training import image_layout
+    from search_space import get_zoo
+    assert image_layout((1, 40)) == torch.preserve_format and image_layout((40,)) == torch.preserve_format
+    images = load_dataset({"name": "synthetic", "shape": [1, 28, 28], "classes": 10, "samples": 300})
+    result = train(get_zoo("lenet5").build(images.input_shape, 10), images, TrainConfig(epochs=1, batch_size=64))
+    convs = [m.weight for m in result.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert not all(w.is_contiguous() for w in convs)  # one input channel is both layouts; six are not
+    assert result.stopped is None and 0.0 <= result.val_accuracy <= 1.0
