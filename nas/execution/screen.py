@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from evaluators.datasets import Splits
 from evaluators.training import TrainConfig, TrainResult
-from nas.scheduling.rungs import RUNG_METRICS, SCREEN_RUNG, rung_verdict
+from nas.scheduling.rungs import SCREEN_RUNG, rung_metrics, rung_verdict
 from nas.study.config import StudyConfig
 from nas.study.records import write
 from search_space import Genome
@@ -37,8 +37,7 @@ def screen_trial(study: optuna.Study, config: StudyConfig, trial: optuna.Trial, 
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         return TrialState.FAIL
     write(trial, screen=record, rung=(SCREEN_RUNG, result.val_accuracy))
-    metrics = {name: getattr(genome, name) for name in RUNG_METRICS}
-    reason = rung_verdict(study, config, trial.number, SCREEN_RUNG, result.val_accuracy, metrics)
+    reason = rung_verdict(study, config, trial.number, SCREEN_RUNG, result.val_accuracy, rung_metrics(genome))
     if reason is None:
         limit = train.trial_timeout_s
         return train if limit is None else dataclasses.replace(train, trial_timeout_s=max(limit - seconds, 1e-3))

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from evaluators.datasets import Splits, default_cache_dir, load_dataset, training_part
 from evaluators.ordering import data_orders
 from evaluators.training import EpochReport, TrainConfig, TrainResult, train
-from nas.scheduling.rungs import RUNG_METRICS, rung_verdict
+from nas.scheduling.rungs import rung_metrics, rung_verdict
 from nas.search.genomes import genome_family, reorder_request, sample_epochs, sample_genome
 from nas.search.presets import dense_space_within, resolve_space
 from nas.study.config import SCREEN_FIELD, StudyConfig
@@ -185,7 +185,7 @@ class EpochRecorder:
     def __init__(self, study: optuna.Study, config: StudyConfig, trial: optuna.Trial | StoredTrial, genome: Genome):
         self.study, self.config, self.trial = study, config, trial
         self.rungs, self.curve, self.last_write = set(config.pruner.rungs()), [], time.monotonic()
-        self.metrics = {name: getattr(genome, name) for name in RUNG_METRICS}  # known before training
+        self.metrics = rung_metrics(genome)  # known before training
         self.rung_reason: str | None = None
 
     def __call__(self, report: EpochReport) -> bool:

@@ -32,7 +32,7 @@ def _why_not(trial: FrozenTrial) -> str:
     if r.infeasible is not None:
         return f"infeasible ({r.infeasible})"
     if r.state == TrialState.PRUNED:
-        if r.screen is not None and not r.epochs_done:
+        if r.stopped_at_screen:
             return "pruned at its screen"
         return f"pruned after {r.epochs if r.epochs is not None else '?'} epochs"
     return r.state.name.lower() + (f" ({r.reason})" if r.reason else "")

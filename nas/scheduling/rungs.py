@@ -18,6 +18,11 @@ RUNG_METRICS = ("params", "flops")  # known before training, the same for every 
 SCREEN_RUNG = 0  # the rung key of ``pruner.screen`` (``rung_0``): before epoch 1 of the full fit, on less data
 
 
+def rung_metrics(genome) -> dict[str, float]:
+    """The genome's ``RUNG_METRICS``: what a rung ranks beside the accuracy, known before training."""
+    return {name: getattr(genome, name) for name in RUNG_METRICS}
+
+
 def rung_point(val_accuracy: float, metrics: Mapping[str, float], objectives: list[Objective]) -> tuple:
     """(accuracy at the rung, the analytic objectives) oriented to maximize.
 

@@ -115,6 +115,11 @@ class TrialRecord:
         return int(self.epochs if self.epochs is not None else len(self.curve))
 
     @property
+    def stopped_at_screen(self) -> bool:
+        """Ended at its ``pruner.screen`` (dropped by the rung rule, or its screen fit stopped): no full-fit epoch."""
+        return self.screen is not None and self.state != TrialState.RUNNING and not self.epochs_done
+
+    @property
     def last_val_accuracy(self) -> float | None:
         """The full-budget accuracy, else the last epoch's (a pruned trial's)."""
         if self.full_budget:

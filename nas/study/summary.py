@@ -67,8 +67,7 @@ def screen_counts(trials: list[FrozenTrial]) -> dict[str, int] | None:
     screened = [r for r in records if r.screen is not None and r.duplicate_of is None]
     if not screened:
         return None
-    stopped = sum(r.state != TrialState.RUNNING and not r.epochs_done for r in screened)
-    return {"screened": len(screened), "stopped": stopped}
+    return {"screened": len(screened), "stopped": sum(r.stopped_at_screen for r in screened)}
 
 
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
