@@ -28,7 +28,9 @@ STUDY = {
     "search_space": {"preset": "perm-cnn-1d"},
     "pruner": {"name": "asha", "min_epochs": 1, "max_epochs": 3, "reduction_factor": 3},
     "training": {"lr": 0.01, "batch_size": 64},
-    "budget": {"trials": 10},  # the killed run reserves up to ~5 (its workers outlive it briefly): the rerun needs 3+
+    # the killed run reserved up to 9 (many quick infeasible or pruned trials can come before the first complete one,
+    # and its workers outlive it briefly): the rerun needs 3+
+    "budget": {"trials": 20},
     "baseline": {"trials": 0},
     "execution": {"backend": "ray", "workers": 2},
 }
