@@ -30,20 +30,22 @@ def main() -> None:
     data = load_dataset({"name": "fashion-mnist", "val_fraction": 0.1, "seed": 42})
     data = training_part(data, args.images, "--images")
     study = optuna.load_study(study_name=args.study, storage=args.storage)
-    chosen = training.image_layout
+    config = training.TrainConfig(epochs=1, threads=1, lr=0.01, schedule="cosine")
+    layouts = {"channels_last": training.image_layout, "default": lambda shape: torch.preserve_format}
     print("| trial | params | channels_last epoch (s) | default epoch (s) | default / channels_last |")
     print("|---:|---:|---:|---:|---:|")
-    for number in args.trials:
-        genome = Genome.from_json(study.trials[number].user_attrs["genome"])
-        times = {"channels_last": [], "default": []}
-        for round_ in range(2):
-            for name in ("channels_last", "default") if round_ == 0 else ("default", "channels_last"):
-                training.image_layout = chosen if name == "channels_last" else (lambda shape: torch.preserve_format)
-                config = training.TrainConfig(epochs=1, threads=1, lr=0.01, schedule="cosine")
-                times[name].append(training.train(genome, data, config, evaluate_test=False).train_time_s)
-        last, default = min(times["channels_last"]), min(times["default"])
-        print(f"| {number} | {genome.params:,} | {last:.2f} | {default:.2f} | {default / last:.2f} |", flush=True)
-    training.image_layout = chosen
+    try:
+        for number in args.trials:
+            genome = Genome.from_json(study.trials[number].user_attrs["genome"])
+            times = {name: [] for name in layouts}
+            for order in (("channels_last", "default"), ("default", "channels_last")):
+                for name in order:
+                    training.image_layout = layouts[name]  # the trainer reads its layout from here
+                    times[name].append(training.train(genome, data, config, evaluate_test=False).train_time_s)
+            last, default = min(times["channels_last"]), min(times["default"])
+            print(f"| {number} | {genome.params:,} | {last:.2f} | {default:.2f} | {default / last:.2f} |", flush=True)
+    finally:
+        training.image_layout = layouts["channels_last"]
 
 
 if __name__ == "__main__":

@@ -309,7 +309,7 @@ def _train(genome, data, config, callback, evaluate_test, start_epoch, model, de
 
 def image_layout(input_shape: tuple[int, ...]) -> torch.memory_format:
     """channels_last for images (C, H, W), else the default. Measured in one run on this project's 2-core Xeon: a
-    training step of the studies' separable 5x5 genomes 1.5-2.0x faster, LeNet-5, Twist and grouped convs level
+    training step of the studies' separable 5x5 genomes 1.5-1.9x faster, LeNet-5, Twist and grouped convs level
     (benchmarks/RESULTS.md, "Training throughput"); conv weights and batches then share the layout."""
     return torch.channels_last if len(input_shape) == 3 else torch.preserve_format
 
