@@ -9,7 +9,9 @@ Every contender searches the same preset's genomes, trains them with the same fu
 train``) on the same data and full budget, with 2 workers, for the same wall clock, one after another (contenders
 interleaved per seed so a drifting machine load hits them alike). Contenders (``peer_contenders.py``):
 
-- ``ours``: ``nas run``'s default (multi-objective TPE + Pareto-aware ASHA, warm starts, dedup), local backend;
+- ``ours``: ``nas run``'s default (multi-objective TPE + Pareto-aware ASHA, warm starts, dedup, spread start),
+  local backend; ``ours-random-start``: the default with the sampler's own random start (``sampler.start: random``,
+  the default until 2026-12-07);
   ``ours-ray``: the same on the Ray backend; ``ours-cold``: the default without its warm starts (the peers start
   cold); ``ours-nsga2``: the default with NSGA-II instead of TPE (the default until 2026-11-29); ``ours-mv``: the
   default with ``sampler.multivariate`` (TPE modelling co-occurring parameters jointly);
@@ -46,7 +48,7 @@ from _results import write_section  # noqa: E402
 from nas.scheduling.pareto import hypervolume_2d  # noqa: E402
 
 PEERS_INSTALL = "pip install -e '.[peers]'"
-CONTENDERS = ["ours", "ours-cold", "ours-ray", "ours-nsga2", "ours-mv", "ray-tune", "syne-tune", "optuna-nsga2",
+CONTENDERS = ["ours", "ours-random-start", "ours-cold", "ours-ray", "ours-nsga2", "ours-mv", "ray-tune", "syne-tune", "optuna-nsga2",
               "optuna-random"]
 NEEDS = {"ours-ray": "ray", "ray-tune": "ray", "syne-tune": "syne_tune"}
 
@@ -75,9 +77,10 @@ def missing_package(contender: str) -> str | None:
 # -- running ------------------------------------------------------------------------------------------------------
 
 def run_ours(config: dict, seed: int, seconds: float, folder: Path, backend_name: str,
-             sampler_name: str, multivariate: bool = False) -> tuple[list[dict], float]:
-    """``nas run`` with the problem's settings and ``sampler_name`` (TPE: ``multivariate`` or not) for ``seconds``:
-    its trials as records (:func:`records_of_study`) and its clock start."""
+             sampler_name: str, multivariate: bool = False, start: str | None = None) -> tuple[list[dict], float]:
+    """``nas run`` with the problem's settings and ``sampler_name`` (TPE: ``multivariate`` or not; ``start``: the
+    sampler's ``start``, None for its default) for ``seconds``: its trials as records (:func:`records_of_study`)
+    and its clock start."""
     from nas.execution.local import LocalBackend
     from nas.search.samplers import default_population
     from nas.study.config import parse_config
@@ -90,6 +93,7 @@ def run_ours(config: dict, seed: int, seconds: float, folder: Path, backend_name
     sampler = {"name": "nsga2", "seed": seed, "population_size": default_population(config["budget"]["trials"])} \
         if sampler_name == "nsga2" else {"name": sampler_name, "seed": seed,
                                          **({"multivariate": True} if multivariate else {})}
+    sampler.update({"start": start} if start else {})
     study_config = parse_config({**config, "name": "peers", "storage": url, "sampler": sampler,
                                  "budget": {"trials": 100_000, "minutes": seconds / 60},
                                  "execution": {**config["execution"], "backend": backend_name, "workers": 2}})
@@ -151,7 +155,8 @@ def run_contender(name: str, config: dict, seed: int, seconds: float) -> dict:
             records, started = run_ours({**config, "warm_start": []} if name == "ours-cold" else config, seed, seconds,
                                         folder, "ray" if name == "ours-ray" else "local",
                                         "nsga2" if name == "ours-nsga2" else config["sampler"]["name"],
-                                        multivariate=name == "ours-mv")
+                                        multivariate=name == "ours-mv",
+                                        start="random" if name == "ours-random-start" else None)
             return {"records": records, "started": started, "reported": None}
         log = str(folder / "events.jsonl")
         config_json = json.dumps(config)

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from nas.execution.trial import run_trial, trial_context
 from nas.search.samplers import make_sampler
+from nas.search.start import spread_start
 from nas.study.plan import RunPlan, reserve_trial
 from nas.study.storage import open_storage
 from nas.study.trial_cache import state_synced
@@ -31,6 +32,9 @@ class StudyWorker:
         study = optuna.load_study(study_name=config.name, storage=state_synced(open_storage(plan.url)),
                                   sampler=make_sampler(config, index, stored, restart))
         self.ctx = trial_context(plan, study, threads)
+        if stored == 0:  # a fresh study: its first sampled trials are the spread start (a no-op when not spread)
+            plan.starts = spread_start(config, self.ctx.space, self.ctx.data.input_shape, self.ctx.data.num_classes,
+                                       self.ctx.orders)
         self.ctx.device = device
         if artifact_dir is not None and self.ctx.artifact_dir is not None:  # a Ray node's absolute folder
             self.ctx.artifact_dir = artifact_dir

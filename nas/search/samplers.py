@@ -38,7 +38,7 @@ def make_sampler(config: StudyConfig, worker: int = 0, stored: int = 0,
     if s.name == "tpe":
         with warnings.catch_warnings():  # multivariate and group are marked experimental in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(4, min(10, config.budget.trials // 4)),
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=tpe_startup_trials(config),
                                               multivariate=s.multivariate, group=s.multivariate)
     if s.name == "nsga2":
         population = s.population_size or default_population(config.budget.trials)
@@ -48,6 +48,11 @@ def make_sampler(config: StudyConfig, worker: int = 0, stored: int = 0,
     if s.name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
     return optuna.samplers.GPSampler(seed=seed)
+
+
+def tpe_startup_trials(config: StudyConfig) -> int:
+    """How many finished trials TPE waits for before it models: a quarter of the trial budget, between 4 and 10."""
+    return max(4, min(10, config.budget.trials // 4))
 
 
 TPE_BUDGET = 1000  # Optuna's recommended budget for TPE tops out here (NSGA-II's at 10,000); measured: RESULTS.md

@@ -43,6 +43,14 @@ class Sampler(Strict):
     # tpe only: model the parameters jointly, one group of co-occurring parameters at a time (Optuna's
     # multivariate=True, group=True) instead of each on its own
     multivariate: bool = False
+    # the first sampled trials: "spread" picks them from many random draws to cover the parameter-count range on a
+    # log scale, the cheapest genome of each part (nas/search/start.py); "random" leaves them to the sampler.
+    # Default: spread for tpe and nsga2, random for the others (random search stays random)
+    start: Literal["spread", "random"] | None = None
+
+    @property
+    def spreads_start(self) -> bool:
+        return self.start == "spread" or (self.start is None and self.name in ("tpe", "nsga2"))
 
     @model_validator(mode="after")
     def _tpe_only(self) -> "Sampler":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -29,7 +29,8 @@ class RunPlan:
 
     config: StudyConfig
     url: str
-    enqueued: bool = False  # this process has put the config's ``enqueue`` parameter sets into the study
+    enqueued: bool = False  # every ``enqueue`` and spread-start parameter set has some trial in the study
+    starts: list[dict] = field(default_factory=list)  # the spread start's parameter sets (nas/search/start.py)
 
     @property
     def budget(self) -> int:
@@ -187,11 +188,15 @@ def reserve_trial(study: optuna.Study, plan: RunPlan, stamp: dict | None = None)
 
 
 def enqueue_parameter_sets(study: optuna.Study, plan: RunPlan) -> None:
-    """The config's ``enqueue`` parameter sets as waiting trials, which ``study.ask()`` hands out next. Only once
-    the zoo warm starts are out (a zoo trial would take a waiting trial's place and lose its parameters); once per
-    process, and once per study across workers and resumes (Optuna skips a set some trial already has)."""
-    if plan.enqueued or not plan.config.enqueue:
+    """The first of the config's ``enqueue`` parameter sets, then of the spread start's, that no trial has taken
+    yet, as one waiting trial: the caller holds the budget lock and asks next, so that trial is this set and no set
+    waits beyond the budget or the deadline. Only once the zoo warm starts are out (a zoo trial would take a
+    waiting trial's place and lose its parameters); once per study across workers and resumes."""
+    if plan.enqueued:
         return
-    for params in plan.config.enqueue:
-        study.enqueue_trial(params, skip_if_exists=True)
+    taken = [t.system_attrs.get("fixed_params") for t in study.get_trials(deepcopy=False)]
+    for params in [*plan.config.enqueue, *plan.starts]:
+        if params not in taken:
+            study.enqueue_trial(params)
+            return
     plan.enqueued = True

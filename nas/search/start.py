@@ -1,0 +1,71 @@
+"""The study's first sampled trials (``sampler.start: spread``): random draws of the space, chosen to spread evenly
+over the parameter-count range on a log scale, the cheapest (fewest multiply-adds) of each part.
+
+A sampler's own start draws genomes at random, and a random genome's size and cost vary over orders of magnitude: on
+permuted Fashion-MNIST an unlucky start spent a third of a 15-minute study on a few slow genomes (a 600-parameter
+network over 784 positions trained longer than a 60,000-parameter one) and found few small networks
+(benchmarks/RESULTS.md "Peers (permuted-fashion-small, 15 minutes)"). Drawing genomes costs no training (about a
+millisecond each), so many are drawn and a few kept: every size class of the front gets a first point, at the
+lowest cost the draws offer.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+
+from nas.study.config import StudyConfig
+from search_space import GenomeError
+
+POOL = 400  # random draws to choose from: about 0.5 s of sampling on 2 cores, no training
+
+
+def start_size(config: StudyConfig) -> int:
+    """How many first trials ``spread`` chooses: as many as the sampler would otherwise draw at random before it
+    models (TPE's startup trials, NSGA-II's first generation); 0 when the config keeps the sampler's own start."""
+    s = config.sampler
+    if not s.spreads_start:
+        return 0
+    if s.name == "nsga2" and s.population_size:
+        return s.population_size
+    from nas.search.samplers import default_population, tpe_startup_trials
+
+    return default_population(config.budget.trials) if s.name == "nsga2" else tpe_startup_trials(config)
+
+
+def spread_start(config: StudyConfig, space: dict, input_shape: tuple[int, ...], num_classes: int,
+                 orders: dict[str, list[int]] | None = None, pool: int = POOL) -> list[dict[str, Any]]:
+    """The genome parameters of the study's first :func:`start_size` sampled trials, cheapest first.
+
+    ``pool`` genomes are drawn at random (seeded by ``sampler.seed``, so every worker chooses the same sets); of
+    the feasible ones, the log10 parameter range [lo, hi] is cut into ``k`` equal parts and each part gives its
+    genome with the fewest multiply-adds (an empty part gives none). Only genome parameters are fixed: the
+    training parameters (lr, ...) stay the sampler's own draw.
+    """
+    from nas.execution.trial import violations
+    from nas.search.genomes import sample_genome
+
+    k = start_size(config)
+    if k == 0:
+        return []
+    draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=config.sampler.seed))
+    feasible: list[tuple[int, int, dict[str, Any]]] = []  # (params, multiply-adds, parameter set)
+    for _ in range(pool):
+        trial = draws.ask()
+        try:
+            genome = sample_genome(trial, space, input_shape, num_classes, orders).validate()
+        except GenomeError:
+            continue
+        if violations(config, genome)[0] == 0:
+            feasible.append((genome.params, genome.flops, dict(trial.params)))
+    if not feasible:
+        return []
+    lo, hi = (math.log10(min(f[0] for f in feasible)), math.log10(max(f[0] for f in feasible)))
+    width = (hi - lo) / k or 1.0
+    cheapest: dict[int, tuple[int, int, dict[str, Any]]] = {}
+    for params, flops, values in feasible:
+        part = min(k - 1, int((math.log10(params) - lo) / width))
+        if part not in cheapest or flops < cheapest[part][1]:
+            cheapest[part] = (params, flops, values)
+    return [values for _, _, values in sorted(cheapest.values(), key=lambda c: (c[1], c[0]))]
