@@ -76,12 +76,7 @@ def objective_values(config: StudyConfig, metrics: dict) -> list[float]:
 
 def violations(config: StudyConfig, genome: Genome) -> tuple[float, str | None]:
     """How far a genome exceeds the analytic constraints (0 when feasible) and why."""
-    limits = [("params", genome.params, config.constraints.max_params),
-              ("flops", genome.flops, config.constraints.max_flops)]
-    for name, value, limit in limits:
-        if limit is not None and value > limit:
-            return value / limit - 1.0, f"{name} {value:,} exceed max_{name} {limit:,}"
-    return 0.0, None
+    return config.constraints.excess(genome.params, genome.flops)
 
 
 def record_failure(trial: AttributeSink, exc: BaseException) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import optuna
 
+from nas.search.genomes import sample_genome
+from nas.search.samplers import default_population, tpe_startup_trials
 from nas.study.config import StudyConfig
 from search_space import GenomeError
 
@@ -29,8 +31,6 @@ def start_size(config: StudyConfig) -> int:
         return 0
     if s.name == "nsga2" and s.population_size:
         return s.population_size
-    from nas.search.samplers import default_population, tpe_startup_trials
-
     return default_population(config.budget.trials) if s.name == "nsga2" else tpe_startup_trials(config)
 
 
@@ -43,9 +43,6 @@ def spread_start(config: StudyConfig, space: dict, input_shape: tuple[int, ...],
     genome with the fewest multiply-adds (an empty part gives none). Only genome parameters are fixed: the
     training parameters (lr, ...) stay the sampler's own draw.
     """
-    from nas.execution.trial import violations
-    from nas.search.genomes import sample_genome
-
     k = start_size(config)
     if k == 0:
         return []
@@ -57,7 +54,7 @@ def spread_start(config: StudyConfig, space: dict, input_shape: tuple[int, ...],
             genome = sample_genome(trial, space, input_shape, num_classes, orders).validate()
         except GenomeError:
             continue
-        if violations(config, genome)[0] == 0:
+        if config.constraints.excess(genome.params, genome.flops)[0] == 0:
             feasible.append((genome.params, genome.flops, dict(trial.params)))
     if not feasible:
         return []

@@ -33,6 +33,13 @@ class Constraints(Strict):
     max_params: int | None = Field(None, gt=0)
     max_flops: int | None = Field(None, gt=0)
 
+    def excess(self, params: int, flops: int) -> tuple[float, str | None]:
+        """How far a genome of ``params`` and ``flops`` exceeds the limits (0 when feasible) and why."""
+        for name, value, limit in (("params", params, self.max_params), ("flops", flops, self.max_flops)):
+            if limit is not None and value > limit:
+                return value / limit - 1.0, f"{name} {value:,} exceed max_{name} {limit:,}"
+        return 0.0, None
+
 
 class Sampler(Strict):
     # tpe: multi-objective TPE, the default since it beat NSGA-II on the quickstart at equal wall clock
