@@ -287,7 +287,7 @@ def test_a_killed_ray_worker_loses_only_its_trial_and_the_same_run_finishes_the_
     worker goes on and the run ends with a warning."""
     monkeypatch.chdir(tmp_path)
     env = {**os.environ, "NAS_CACHE_DIR": str(tmp_path / "cache")}
-    study_file, url = write_study(tmp_path, budget={"trials": 3},
+    study_file, url = write_study(tmp_path, budget={"trials": 3}, sampler={"name": "tpe", "start": "random"},
                                   execution={"backend": "ray", "workers": workers, "max_failures": max_failures},
                                   dataset={**STUDY["dataset"], "samples": 3000},
                                   pruner={"name": "none", "min_epochs": 1, "max_epochs": 40})

@@ -16,14 +16,14 @@ from nas.execution.trial import trial_context
 from nas.search.genomes import sample_genome
 from nas.search.presets import resolve_space
 from nas.search.start import spread_start, start_size
-from nas.study.config import parse_config
+from nas.study.config import StudyConfig, parse_config
 from nas.study.plan import RunPlan
 from search_space import GenomeError
 
 SHAPE, CLASSES, MAX_PARAMS = (256,), 10, 300_000
 
 
-def config_of(**sampler) -> object:
+def config_of(**sampler) -> StudyConfig:
     return parse_config({"name": "t", "dataset": {"name": "synthetic", "shape": list(SHAPE), "classes": CLASSES},
                          "search_space": {"preset": "perm-cnn-1d", "reorder": ["none"]},
                          "constraints": {"max_params": MAX_PARAMS}, "budget": {"trials": 200},
@@ -67,6 +67,7 @@ def test_random_search_and_start_random_keep_the_samplers_own_start():
     assert start_size(config_of(name="random")) == 0 and start_size(config_of(start="random")) == 0
     assert start_size(config_of(name="random", start="spread")) == 10
     assert start_size(config_of(name="nsga2")) == 50  # its first generation: a quarter of 200 trials, at most 50
+    assert start_size(config_of(name="nsga2", population_size=8).model_copy(update={"warm_start": ["lenet5"]})) == 7
     with pytest.raises(ConfigError, match="sampler.start"):
         config_of(start="cheap")
 
@@ -92,16 +93,16 @@ def test_two_workers_take_each_start_set_once_in_order_and_none_waits_past_the_b
     config = parse_config({**STUDY, "storage": url})
     ctx = trial_context(RunPlan(config, url), None)
     sets = spread_start(config, ctx.space, ctx.data.input_shape, ctx.data.num_classes, ctx.orders)
-    assert len(sets) == 4  # TPE's startup trials at the smallest budget: 4
+    assert len(sets) == 3  # TPE's 4 startup trials, cut to what the budget leaves after the zoo warm start
 
     trials = optuna.load_study(study_name="s", storage=url).get_trials()
     assert [t.state for t in trials if not t.state.is_finished()] == []  # nothing left waiting or running
     assert len(trials) == 4 and trials[0].user_attrs["zoo"] == "mnist1d-cnn"
-    assert [t.system_attrs.get("fixed_params") for t in trials[1:]] == sets[:3]  # the budget held 3 after the zoo
+    assert [t.system_attrs.get("fixed_params") for t in trials[1:]] == sets  # in order, each once
     assert all(t.params.items() >= sets[i].items() for i, t in enumerate(trials[1:]))  # trained what was fixed
 
     assert main(["run", str(study_file), "--trials", "7"]) == 0  # a resume: the search goes on from its sampler
     trials = optuna.load_study(study_name="s", storage=url).get_trials()
     fixed = [t.system_attrs.get("fixed_params") for t in trials]
     assert len(trials) == 7 and all(t.state == TrialState.COMPLETE for t in trials)
-    assert fixed == [None, *sets[:3], None, None, None]  # a resumed study draws its own points, not the 4th set
+    assert fixed == [None, *sets, None, None, None]  # a resumed study draws its own points

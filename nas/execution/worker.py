@@ -5,6 +5,7 @@ samples for the others."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -32,9 +33,9 @@ class StudyWorker:
         study = optuna.load_study(study_name=config.name, storage=state_synced(open_storage(plan.url)),
                                   sampler=make_sampler(config, index, stored, restart))
         self.ctx = trial_context(plan, study, threads)
-        if stored == 0:  # a fresh study: its first sampled trials are the spread start (a no-op when not spread)
-            plan.starts = spread_start(config, self.ctx.space, self.ctx.data.input_shape, self.ctx.data.num_classes,
-                                       self.ctx.orders)
+        if stored == 0:  # a fresh study: its first sampled trials are the spread start (none when not spread)
+            self.plan = replace(plan, starts=spread_start(config, self.ctx.space, self.ctx.data.input_shape,
+                                                          self.ctx.data.num_classes, self.ctx.orders))
         self.ctx.device = device
         if artifact_dir is not None and self.ctx.artifact_dir is not None:  # a Ray node's absolute folder
             self.ctx.artifact_dir = artifact_dir

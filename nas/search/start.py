@@ -1,12 +1,10 @@
 """The study's first sampled trials (``sampler.start: spread``): random draws of the space, chosen to spread evenly
 over the parameter-count range on a log scale, the cheapest (fewest multiply-adds) of each part.
 
-A sampler's own start draws genomes at random, and a random genome's size and cost vary over orders of magnitude: on
-permuted Fashion-MNIST an unlucky start spent a third of a 15-minute study on a few slow genomes (a 600-parameter
-network over 784 positions trained longer than a 60,000-parameter one) and found few small networks
-(benchmarks/RESULTS.md "Peers (permuted-fashion-small, 15 minutes)"). Drawing genomes costs no training (about a
-millisecond each), so many are drawn and a few kept: every size class of the front gets a first point, at the
-lowest cost the draws offer.
+A sampler's own start draws genomes at random, and random genomes differ in size and training cost by orders of
+magnitude: an unlucky start spends much of a short study on a few slow genomes and finds few small networks
+(benchmarks/RESULTS.md "Spread start"). Drawing a genome costs no training, so many are drawn and a few kept: every
+size class of the front gets a first point, at the lowest cost the draws offer.
 """
 from __future__ import annotations
 
@@ -20,18 +18,23 @@ from nas.search.samplers import default_population, tpe_startup_trials
 from nas.study.config import StudyConfig
 from search_space import GenomeError
 
-POOL = 400  # random draws to choose from: about 0.5 s of sampling on 2 cores, no training
+POOL = 400  # random draws to choose from, no training: 0.5-0.7 s per worker (RESULTS "Spread start")
 
 
 def start_size(config: StudyConfig) -> int:
-    """How many first trials ``spread`` chooses: as many as the sampler would otherwise draw at random before it
-    models (TPE's startup trials, NSGA-II's first generation); 0 when the config keeps the sampler's own start."""
+    """How many first trials ``spread`` chooses (0 when the config keeps the sampler's own start): NSGA-II's first
+    generation less the zoo warm starts and ``enqueue`` sets it holds; else TPE's startup trials (TPE draws at random
+    until that many trials have finished, so with workers in flight it draws at least that many); never more than
+    the trial budget leaves after the warm starts and ``enqueue``."""
     s = config.sampler
     if not s.spreads_start:
         return 0
-    if s.name == "nsga2" and s.population_size:
-        return s.population_size
-    return default_population(config.budget.trials) if s.name == "nsga2" else tpe_startup_trials(config)
+    given = len(config.warm_start) + len(config.enqueue)
+    if s.name == "nsga2":
+        size = (s.population_size or default_population(config.budget.trials)) - given
+    else:
+        size = tpe_startup_trials(config)
+    return max(0, min(size, config.budget.trials - given))
 
 
 def spread_start(config: StudyConfig, space: dict, input_shape: tuple[int, ...], num_classes: int,

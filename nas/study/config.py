@@ -57,6 +57,7 @@ class Sampler(Strict):
 
     @property
     def spreads_start(self) -> bool:
+        """Whether the first sampled trials are the spread start (``start``, or its default for this sampler)."""
         return self.start == "spread" or (self.start is None and self.name in ("tpe", "nsga2"))
 
     @model_validator(mode="after")
