@@ -93,3 +93,21 @@ def test_comparisons_pair_runs_by_seed():
     assert rows["optuna-random"][3] == "1/1"
     # ours' seed-2 curve reaches random's seed-2 final (1.0) at 10 s of 100; seeds 0 and 1 have no random run
     assert rows["ours"][4] == "10% (1/1 seeds)"
+
+
+def test_the_spread_start_benchmark_reads_the_first_sampled_trials_after_the_warm_starts():
+    """benchmarks/spread_start.py on hand-made records: the first 10 trials after the 2 warm starts by reservation
+    time, their training time (each trial's last ``elapsed_s``), and the full-budget trials under 1,000 params."""
+    import spread_start
+
+    def record(start: float, params: int, elapsed: list[float], copy: bool = False) -> dict:
+        return {"start": start, "params": params, "copy": copy,
+                "epochs": [(start + e, 0.5, e) for e in elapsed]}
+
+    records = [record(0.5, 60_000, [3.0, 6.0, 9.0]), record(0.0, 240_000, [5.0])]  # the warm starts, any order
+    records += [record(10.0 + i, 100 * (i + 2), [1.0, 2.0, 3.0] if i % 2 else [4.0]) for i in range(12)]
+    records.append(record(11.5, 150, [1.0, 2.0, 3.0], copy=True))  # a twin's copy: trained nothing
+    line, = spread_start.run_lines({"ours": [{"seed": 3, "records": records}]}, ["ours"], warm_starts=2, full=3)
+    # first 10 sampled: i = 0..9, 5 at 4.0 s and 5 at 3.0 s = 35 s of 9 + 5 + 35 + (4.0 + 3.0) = 56 s
+    assert line == ("ours seed 3: first 10 sampled trials trained 35 s (62% of 56 s), params 200-1,100; "
+                    "14 trials trained, 4 full-budget under 1,000 params")  # i = 1, 3, 5, 7: 300-900 params
