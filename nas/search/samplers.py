@@ -74,8 +74,8 @@ def default_population(trials: int) -> int:
 
 
 def generations(trials: Sequence[FrozenTrial]) -> dict[int, int]:
-    """How many trials each NSGA-II generation holds (empty for other samplers). Generation 0 is the spread start and random draws;
-    a study that never leaves it never bred (fewer COMPLETE trials than the population)."""
+    """How many trials each NSGA-II generation holds (empty for other samplers). Generation 0 is the spread start
+    and random draws; a study that never leaves it never bred (fewer COMPLETE trials than the population)."""
     counts: dict[int, int] = {}
     for trial in trials:
         generation = next((v for k, v in trial.system_attrs.items() if k.endswith("NSGAIISampler:generation")), None)

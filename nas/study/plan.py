@@ -191,8 +191,8 @@ def reserve_trial(study: optuna.Study, plan: RunPlan, stamp: dict | None = None)
 
 def enqueue_parameter_sets(study: optuna.Study, plan: RunPlan) -> None:
     """The first of the config's ``enqueue`` parameter sets, then of the spread start's, that no trial has (fixed
-    or drawn) yet, as one waiting trial: the caller holds the budget lock and asks next, so that trial is this set and no set
-    waits beyond the budget or the deadline. Only once the zoo warm starts are out (a zoo trial would take a
+    or drawn) yet, as one waiting trial: the caller holds the budget lock and asks next, so that trial is this set
+    and no set waits beyond the budget or the deadline. Only once the zoo warm starts are out (a zoo trial would take a
     waiting trial's place and lose its parameters); once per study across workers and resumes."""
     if plan.enqueued:
         return

@@ -135,8 +135,9 @@ def search_note(counts: dict[int, int]) -> str | None:
         return None
     total = sum(counts.values())
     if max(counts) == 0:
-        return (f"NSGA-II never bred: all {total} trials NSGA-II saw are generation 0 (spread start and random draws), as fewer "
-                "trials completed than its population; set sampler.population_size lower or give the study more time")
+        return (f"NSGA-II never bred: all {total} trials NSGA-II saw are generation 0 (spread start and random "
+                "draws), as fewer trials completed than its population; set sampler.population_size lower or give the "
+                "study more time")
     return f"NSGA-II bred generations 1-{max(counts)} ({total - counts.get(0, 0)} of {total} trials)"
 
 
