@@ -15,6 +15,7 @@ import json
 import statistics
 import sys
 import time
+from itertools import islice
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,10 +32,9 @@ def start_cost(problem: str, seeds: list[int]) -> list[str]:
 
     from nas.execution.trial import trial_context
     from nas.search.genomes import sample_genome
-    from nas.search.start import spread_start
+    from nas.search.start import random_genomes, spread_start
     from nas.study.config import parse_config
     from nas.study.plan import RunPlan
-    from search_space import GenomeError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     lines = []
@@ -47,14 +47,9 @@ def start_cost(problem: str, seeds: list[int]) -> list[str]:
         sets = spread_start(config, ctx.space, shape, classes, ctx.orders)
         took = time.perf_counter() - began
         chosen = [sample_genome(optuna.trial.FixedTrial(p), ctx.space, shape, classes, ctx.orders) for p in sets]
-        draws, drawn = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1000 + seed)), []
-        while len(drawn) < len(chosen):  # what the sampler's own start would have drawn: the first feasible draws
-            try:
-                genome = sample_genome(draws.ask(), ctx.space, shape, classes, ctx.orders).validate()
-            except GenomeError:
-                continue
-            if config.constraints.excess(genome.params, genome.flops)[0] == 0:
-                drawn.append(genome)
+        # what the sampler's own start would have drawn: the first feasible draws of another seed
+        draws = random_genomes(config, ctx.space, shape, classes, ctx.orders, 1000 + seed)
+        drawn = list(islice((genome for genome, _ in draws if genome is not None), len(chosen)))
         lines.append(f"seed {seed}: spread_start {took:.2f} s for {len(sets)} sets; chosen params "
                      f"{min(g.params for g in chosen):,}-{max(g.params for g in chosen):,}, median multiply-adds "
                      f"{statistics.median(g.flops for g in chosen):,.0f} (total {sum(g.flops for g in chosen):,}); "

@@ -9,6 +9,8 @@ size class of the front gets a first point, at the lowest cost the draws offer.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 import optuna
@@ -16,7 +18,7 @@ import optuna
 from nas.search.genomes import sample_genome
 from nas.search.samplers import default_population, tpe_startup_trials
 from nas.study.config import StudyConfig
-from search_space import GenomeError
+from search_space import Genome, GenomeError
 
 POOL = 400  # random draws to choose from, no training: 0.5-0.7 s per worker (RESULTS "Spread start")
 
@@ -37,6 +39,22 @@ def start_size(config: StudyConfig) -> int:
     return max(0, min(size, config.budget.trials - given))
 
 
+def random_genomes(config: StudyConfig, space: dict, input_shape: tuple[int, ...], num_classes: int,
+                   orders: dict[str, list[int]] | None, seed: int) -> Iterator[tuple[Genome | None, dict[str, Any]]]:
+    """Genomes drawn at random from the space without end, one per draw: (the genome, its parameters), the genome
+    None where the draw is invalid or over the study's constraints."""
+    draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    while True:
+        trial = draws.ask()
+        try:
+            genome = sample_genome(trial, space, input_shape, num_classes, orders).validate()
+        except GenomeError:
+            yield None, {}
+            continue
+        feasible = config.constraints.excess(genome.params, genome.flops)[0] == 0
+        yield (genome if feasible else None), dict(trial.params)
+
+
 def spread_start(config: StudyConfig, space: dict, input_shape: tuple[int, ...], num_classes: int,
                  orders: dict[str, list[int]] | None = None, pool: int = POOL) -> list[dict[str, Any]]:
     """The genome parameters of the study's first :func:`start_size` sampled trials, cheapest first.
@@ -49,16 +67,9 @@ def spread_start(config: StudyConfig, space: dict, input_shape: tuple[int, ...],
     k = start_size(config)
     if k == 0:
         return []
-    draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=config.sampler.seed))
-    feasible: list[tuple[int, int, dict[str, Any]]] = []  # (params, multiply-adds, parameter set)
-    for _ in range(pool):
-        trial = draws.ask()
-        try:
-            genome = sample_genome(trial, space, input_shape, num_classes, orders).validate()
-        except GenomeError:
-            continue
-        if config.constraints.excess(genome.params, genome.flops)[0] == 0:
-            feasible.append((genome.params, genome.flops, dict(trial.params)))
+    draws = random_genomes(config, space, input_shape, num_classes, orders, config.sampler.seed)
+    feasible = [(genome.params, genome.flops, values)  # (params, multiply-adds, parameter set)
+                for genome, values in islice(draws, pool) if genome is not None]
     if not feasible:
         return []
     lo, hi = (math.log10(min(f[0] for f in feasible)), math.log10(max(f[0] for f in feasible)))
