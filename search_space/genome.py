@@ -18,6 +18,11 @@ from search_space.errors import GenomeError
 from search_space.ops import Shape, get_op, normalize_attrs
 
 FORMAT = "nas-explorer-genome/1"
+# Sizes no genome may reach: a genome beyond them cannot be built on the machines we target, and a nonsense
+# attribute (mid_channels=2e10) must be a GenomeError, not a process killed for memory. VGG-16 has 138M parameters
+# and its largest map 3.2M values per sample, so real networks fit with room to spare.
+MAX_PARAMS = 2**28  # 1 GiB of float32 weights
+MAX_NODE_VALUES = 2**26  # 256 MiB of float32 activations per sample, one node's output
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,19 @@ class NodeInfo:
     shape: Shape
     params: int
     flops: int
+
+
+def check_size(node: NodeInfo, params_so_far: int) -> None:
+    """GenomeError naming the node where the parameters or one node's output pass the sizes any genome may have."""
+    values = 1
+    for size in node.shape:
+        values *= size
+    if values > MAX_NODE_VALUES:
+        raise GenomeError(f"node {node.name!r}: output {list(node.shape)} has {values:,} values per sample, "
+                          f"more than the {MAX_NODE_VALUES:,} any node may have")
+    if params_so_far > MAX_PARAMS:
+        raise GenomeError(f"node {node.name!r}: brings the genome to {params_so_far:,} parameters, "
+                          f"more than the {MAX_PARAMS:,} any genome may have")
 
 
 class Genome:
@@ -117,6 +135,7 @@ class Genome:
             shape = op.out_shape(node, attrs, ins)
             info[node] = NodeInfo(node, op.name, attrs, inputs, shape, op.params(attrs, ins, shape),
                                   op.flops(attrs, ins, shape))
+            check_size(info[node], sum(i.params for i in info.values()))
         return info
 
     @property

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, event, find, given, settings
 from hypothesis import strategies as st
 
 from search_space import Genome, GenomeError, build_model
+from search_space.genome import MAX_PARAMS
 from search_space.ops import REGISTRY
 
 # derandomize: the same examples on every run. A clean-clone CI (2026-12-07) was killed for memory (24 GB) inside
@@ -181,6 +182,38 @@ def test_each_op_alone_is_a_working_layer_or_a_genome_error(op, data):
     x = genome.add("layer", op, [x], **data.draw(attributes(op, sane), "attributes"))
     genome.add("out", "output", [genome.add("head", "dense", [genome.add("flat", "flatten", [x])], out_features=3)])
     check_genome(genome)
+
+
+# Genomes that validated before 2026-12-08 and asked torch for 0.97 TB, 8.9 TB and 4 GB: drawn by the per-op test
+# above with other seeds (a hunt of 3,000 examples per op under a 6 GB address-space limit)
+TOO_BIG = [
+    ("factorized_conv", [4, 5, 8], {"out_channels": 8, "kernel": 3, "mid_channels": 20176390225}, "parameters"),
+    ("lowrank_conv", [2, 4, 3], {"out_channels": 8, "padding": 152629, "rank": 1}, "'padding'=152629"),
+    ("separable_conv", [2, 8, 8], {"out_channels": 20385168, "kernel": 5}, "values per sample"),
+    ("separable_conv", [2, 8, 8], {"out_channels": 4, "kernel": 3, "padding": 1576}, "'padding'=1576"),
+    ("conv", [1, 3000, 3000], {"out_channels": 8, "kernel": 3, "padding": "same"}, "values per sample"),
+]
+
+
+@pytest.mark.parametrize("op, shape, attrs, says", TOO_BIG)
+def test_a_genome_too_big_to_build_is_a_genome_error_naming_its_node(op, shape, attrs, says):
+    genome = Genome()
+    x = genome.add("layer", op, [genome.add("in", "input", shape=shape)], **attrs)
+    genome.add("out", "output", [genome.add("head", "dense", [genome.add("flat", "flatten", [x])], out_features=3)])
+    with pytest.raises(GenomeError, match="node 'layer'") as exc:
+        genome.validate()
+    assert says in str(exc.value)
+
+
+def test_the_size_limits_leave_room_for_real_networks():
+    """More parameters than VGG-16 (138M) and its largest map (64 x 224 x 224) are within the limits."""
+    genome = Genome()
+    x = genome.add("in", "input", shape=[3, 224, 224])
+    x = genome.add("conv", "conv", [x], out_channels=64, kernel=3, padding="same")
+    x = genome.add("pool", "pool", [x], kernel=32, stride=32)
+    x = genome.add("fc", "dense", [genome.add("flat", "flatten", [x])], out_features=4096 * 9)
+    genome.add("out", "output", [genome.add("head", "dense", [x], out_features=1000)])
+    assert 138_000_000 < genome.validate().params < MAX_PARAMS
 
 
 @SETTINGS

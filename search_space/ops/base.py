@@ -120,6 +120,9 @@ def resolve_padding(node: str, padding: Any, kernel: int, dilation: int = 1) -> 
         raise GenomeError(f"node {node!r}: attribute 'padding' must be 'same', 'valid' or an integer, got {padding!r}")
     if value < 0:
         raise GenomeError(f"node {node!r}: attribute 'padding' must be >= 0, got {value}")
+    if value > dilation * (kernel - 1):  # the extra border would give outputs that see only zeros
+        raise GenomeError(f"node {node!r}: attribute 'padding'={value} is more than the kernel reaches "
+                          f"(dilation * (kernel - 1) = {dilation * (kernel - 1)})")
     return value
 
 
