@@ -11,7 +11,8 @@ interleaved per seed so a drifting machine load hits them alike). Contenders (``
 
 - ``ours``: ``nas run``'s default (multi-objective TPE + Pareto-aware ASHA, warm starts, dedup, spread start),
   local backend; ``ours-random-start``: the default with the sampler's own random start (``sampler.start: random``,
-  the default until 2026-12-07);
+  the default until 2026-12-07); ``ours-no-slow``: the default without stopping slow trials
+  (``pruner.max_slowdown: null``, the default until 2026-12-08);
   ``ours-ray``: the same on the Ray backend; ``ours-cold``: the default without its warm starts (the peers start
   cold); ``ours-nsga2``: the default with NSGA-II instead of TPE (the default until 2026-11-29); ``ours-mv``: the
   default with ``sampler.multivariate`` (TPE modelling co-occurring parameters jointly);
@@ -48,7 +49,7 @@ from _results import write_section  # noqa: E402
 from nas.scheduling.pareto import hypervolume_2d  # noqa: E402
 
 PEERS_INSTALL = "pip install -e '.[peers]'"
-CONTENDERS = ["ours", "ours-random-start", "ours-cold", "ours-ray", "ours-nsga2", "ours-mv", "ray-tune", "syne-tune",
+CONTENDERS = ["ours", "ours-random-start", "ours-no-slow", "ours-cold", "ours-ray", "ours-nsga2", "ours-mv", "ray-tune", "syne-tune",
               "optuna-nsga2", "optuna-random"]
 NEEDS = {"ours-ray": "ray", "ray-tune": "ray", "syne-tune": "syne_tune"}
 
@@ -152,8 +153,10 @@ def run_contender(name: str, config: dict, seed: int, seconds: float) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"peers-{name}-") as tmp:
         folder = Path(tmp)
         if name.startswith("ours"):
-            records, started = run_ours({**config, "warm_start": []} if name == "ours-cold" else config, seed, seconds,
-                                        folder, "ray" if name == "ours-ray" else "local",
+            changed = {"ours-cold": {"warm_start": []},
+                       "ours-no-slow": {"pruner": {**config["pruner"], "max_slowdown": None}}}.get(name, {})
+            records, started = run_ours({**config, **changed}, seed, seconds, folder,
+                                        "ray" if name == "ours-ray" else "local",
                                         "nsga2" if name == "ours-nsga2" else config["sampler"]["name"],
                                         multivariate=name == "ours-mv",
                                         start="random" if name == "ours-random-start" else None)

@@ -18,6 +18,7 @@ from evaluators.training import EpochReport, TrainConfig, TrainResult
 from search_space import Genome
 
 SIMULATED_LATENCY_MS_PER_MFLOP = 0.01  # a latency that grows with the genome's multiply-adds
+SIMULATED_MACS_PER_S = 1e9  # an epoch's simulated seconds: forward and backward (3x the forward) over the training set
 
 
 def unit_hash(*parts: object) -> float:
@@ -38,16 +39,22 @@ def simulated_accuracy(genome: Genome, config: TrainConfig, epoch: int, classes:
     return chance + (ceiling - chance) * (1.0 - math.exp(-epoch / pace))
 
 
+def simulated_epoch_s(genome: Genome, train_samples: int) -> float:
+    """Seconds an epoch of ``genome`` would take on a machine doing ``SIMULATED_MACS_PER_S`` multiply-adds: what
+    the slow-trial rule (``pruner.max_slowdown``) reads; no clock is involved."""
+    return 3 * genome.flops * train_samples / SIMULATED_MACS_PER_S
+
+
 def simulated_train(genome: Genome, data: Splits, config: TrainConfig,
                     callback: Callable[[EpochReport], bool | None] | None = None, evaluate_test: bool = True,
                     start_epoch: int = 0, model: nn.Module | None = None) -> TrainResult:
     """What ``evaluators.training.train`` returns, from the synthetic curve; the callback sees every epoch."""
-    classes, key = data.num_classes, genome.key()
+    classes, key, epoch_s = data.num_classes, genome.key(), simulated_epoch_s(genome, len(data.y_train))
     curve, stopped, reason, epochs_done = [], None, None, start_epoch
     for epoch in range(start_epoch + 1, config.epochs + 1):
         accuracy = simulated_accuracy(genome, config, epoch, classes, key)
-        # no time and no wall clock (ended_at 0): the same genome gives the same curve every run
-        report = EpochReport(epoch, 1.0 - accuracy, 1.0 - accuracy, accuracy, 0.0)
+        # simulated seconds and no wall clock (ended_at 0): the same genome gives the same curve every run
+        report = EpochReport(epoch, 1.0 - accuracy, 1.0 - accuracy, accuracy, epoch_s * (epoch - start_epoch))
         curve.append(report.to_dict())
         epochs_done = epoch
         if callback is not None and callback(report):

@@ -28,7 +28,7 @@ TINY = {
 }
 # Ray Tune's actors start slowest (each imports torch and builds the problem): 40 s once saw no trial start on a
 # loaded machine, so it gets 60.
-SECONDS = {"ours": 15, "ours-random-start": 15, "ours-cold": 15, "ours-ray": 40, "ours-nsga2": 15, "ours-mv": 15,
+SECONDS = {"ours": 15, "ours-random-start": 15, "ours-no-slow": 15, "ours-cold": 15, "ours-ray": 40, "ours-nsga2": 15, "ours-mv": 15,
            "ray-tune": 60, "syne-tune": 40, "optuna-nsga2": 10, "optuna-random": 10}
 
 
@@ -111,3 +111,27 @@ def test_the_spread_start_benchmark_reads_the_first_sampled_trials_after_the_war
     # first 10 sampled: i = 0..9, 5 at 4.0 s and 5 at 3.0 s = 35 s of 9 + 5 + 35 + (4.0 + 3.0) = 56 s
     assert line == ("ours seed 3: first 10 sampled trials trained 35 s (62% of 56 s), params 200-1,100; "
                     "14 trials trained, 4 full-budget under 1,000 params")  # i = 1, 3, 5, 7: 300-900 params
+
+
+def test_the_slow_trials_replay_judges_each_first_epoch_against_those_ended_before_it():
+    """benchmarks/slow_trials.py on hand-made records, the expectations worked out by hand: 5x the median of the
+    first epochs that ended before, 4 of them at least, 0.5 s over their median, the first ``skip`` never judged."""
+    import slow_trials
+
+    def record(start: float, first: float, epochs: int = 1, params: int = 100, copy: bool = False) -> dict:
+        return {"start": start, "params": params, "infeasible": False, "copy": copy,
+                "epochs": [(start + first * e, 0.5 + 0.01 * e, first * e) for e in range(1, epochs + 1)]}
+
+    records = [record(0.0, 30.0, 2)]  # started first and slow, but not judged (skip 1)
+    records += [record(1.0 + i, 1.0) for i in range(4)]  # four 1 s first epochs, ended by 5 s
+    records += [record(10.0, 5.0, 3),  # 5x the median 1 s: not more, goes on
+                record(20.0, 6.0, 3, params=10),  # 6x the median of 1, 1, 1, 1, 5 (1 s): stopped, saves 12 s
+                record(30.0, 1.2, 3, copy=True)]  # a twin's copy: not a trial that trained
+    run = {"seed": 0, "started": 0.0, "records": records}
+    assert [r["start"] for r in slow_trials.replay(run, 5.0, skip=1)] == [20.0]
+    assert slow_trials.replay(run, 5.0, skip=0)[0]["start"] == 0.0  # the slow first one, with 4 others ended by then
+    assert [r["start"] for r in slow_trials.replay(run, 8.0, skip=1)] == []
+    # training time 60 + 4 + 15 + 18 + 3.6 = 100.6 s; the 6 s trial's epochs 2-3 saved 12 s. Front at 3 epochs:
+    # (0.53, 100) and (0.53, 10); without the stopped one (0.53, 100) alone
+    line = slow_trials.run_lines("ours", run, [5.0], skip=1, full=3, seconds=100.0, max_params=1000.0)
+    assert line == f"| ours | 0 | {0.53 * 2:.3f} | 1 | {12 / 100.6:.0%} | {0.53 * 1:.3f} |"

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from evaluators.datasets import Splits, default_cache_dir, load_dataset, training_part
 from evaluators.ordering import data_orders
 from evaluators.training import EpochReport, TrainConfig, TrainResult, train
-from nas.scheduling.rungs import rung_metrics, rung_verdict
+from nas.scheduling.rungs import rung_metrics, rung_verdict, slow_verdict
 from nas.search.genomes import genome_family, reorder_request, sample_epochs, sample_genome
 from nas.search.presets import dense_space_within, resolve_space
 from nas.study.config import SCREEN_FIELD, StudyConfig
@@ -30,7 +30,7 @@ from nas.execution.heartbeat import heartbeat
 from nas.execution.screen import screen_trial
 from nas.execution.twins import beat, claim, copy_twin, twin_key
 from nas.study.records import AttributeSink, TrialRecord, write
-from nas.study.storage import StoredTrial, fail_stale_trials, is_stale, record_violation
+from nas.study.storage import StoredTrial, fail_stale_trials, is_stale, record_violation, storage_trial_id
 from nas.study.trial_writes import batched_params
 from search_space import Genome, GenomeError, get_zoo
 
@@ -174,24 +174,32 @@ class EpochRecorder:
     """The fit's per-epoch callback on every backend. At a rung epoch it writes the trial's ``curve``,
     ``heartbeat`` and ``rung_<E>`` in one attribute group and asks the rung rule; a trial the rule stops keeps the
     rule's ``reason`` here (:func:`record_result` writes it with the epochs) and the fit is told to stop (True).
-    Between rungs it writes the curve at most every ``CURVE_EVERY_S``: a small genome's epoch takes milliseconds
-    and each write is a storage round trip, while the heartbeat thread keeps the trial alive."""
+    After epoch 1 it writes ``epoch_s`` and, for a trial its sampler drew (``judge_speed``), asks the slow-trial rule
+    the same way (a stop there also keeps the constraint ``violation`` its sampler is told). Between rungs it writes the curve at most every
+    ``CURVE_EVERY_S``: a small genome's epoch takes milliseconds and each write is a storage round trip, while the
+    heartbeat thread keeps the trial alive."""
 
-    def __init__(self, study: optuna.Study, config: StudyConfig, trial: optuna.Trial | StoredTrial, genome: Genome):
-        self.study, self.config, self.trial = study, config, trial
+    def __init__(self, study: optuna.Study, config: StudyConfig, trial: optuna.Trial | StoredTrial, genome: Genome,
+                 judge_speed: bool = True):
+        self.study, self.config, self.trial, self.judge_speed = study, config, trial, judge_speed
         self.rungs, self.curve, self.last_write = set(config.pruner.rungs()), [], time.monotonic()
         self.metrics = rung_metrics(genome)  # known before training
         self.rung_reason: str | None = None
+        self.violation = 0.0  # > 0: stopped for being slow, by this much past pruner.max_slowdown
 
     def __call__(self, report: EpochReport) -> bool:
         self.curve.append(report.to_dict())
-        at_rung = report.epoch in self.rungs
-        if not at_rung and time.monotonic() - self.last_write < CURVE_EVERY_S:
+        at_rung, first = report.epoch in self.rungs, report.epoch == 1
+        if not (at_rung or first) and time.monotonic() - self.last_write < CURVE_EVERY_S:
             return False
-        write(self.trial, curve=self.curve, heartbeat=time.time(),
+        write(self.trial, curve=self.curve, heartbeat=time.time(), **({"epoch_s": report.elapsed_s} if first else {}),
               rung=(report.epoch, report.val_accuracy) if at_rung else None)
         self.last_write = time.monotonic()
-        if at_rung:
+        slow = slow_verdict(self.study, self.config, self.trial.number, report.elapsed_s) \
+            if first and self.judge_speed else None
+        if slow is not None:
+            self.rung_reason, self.violation = slow
+        elif at_rung:
             self.rung_reason = rung_verdict(self.study, self.config, self.trial.number, report.epoch,
                                             report.val_accuracy, self.metrics)
         return self.rung_reason is not None
@@ -219,12 +227,19 @@ def record_result(trial: AttributeSink, prepared: PreparedTrial, result: TrainRe
     return metrics
 
 
+def drawn_by_sampler(trial: optuna.Trial) -> bool:
+    """Neither a zoo warm start nor an enqueued parameter set (the spread start, the config's ``enqueue``): those
+    are chosen on purpose, and the slow-trial rule leaves them alone."""
+    return not trial.user_attrs.get("zoo") and \
+        "fixed_params" not in trial.storage.get_trial_system_attrs(storage_trial_id(trial))
+
+
 def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
     config, study = ctx.config, ctx.study
     prepared = prepare_trial(ctx, trial)
     if isinstance(prepared, TrialState):
         return prepared
-    on_epoch = EpochRecorder(study, config, trial, prepared.genome)
+    on_epoch = EpochRecorder(study, config, trial, prepared.genome, judge_speed=drawn_by_sampler(trial))
     with heartbeat(trial, config.execution.heartbeat_s):
         train = prepared.train
         if ctx.screen_data is not None:
@@ -236,6 +251,8 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
         if ctx.artifact_dir is not None else None
     metrics = record_result(trial, prepared, result, save, on_epoch)
     if result.stopped == "callback":
+        if on_epoch.violation > 0:
+            record_violation(trial, on_epoch.violation)  # the sampler puts it with the infeasible trials
         study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
         return TrialState.PRUNED
     if metrics is None:

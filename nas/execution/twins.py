@@ -60,6 +60,9 @@ def copy_twin(study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> Tr
         record_violation(trial, 0.0)
         study.tell(trial, twin.values, skip_if_finished=True)
         return TrialState.COMPLETE
+    slow = sum(v for v in twin.constraints.values() if v > 0)  # stopped for being slow (pruner.max_slowdown)
+    if slow:
+        record_violation(trial, slow)  # so its sampler reads the copy as it reads the trial it copies
     study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
     return TrialState.PRUNED
 

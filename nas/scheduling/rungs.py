@@ -5,6 +5,7 @@ The ranking itself is ``nas.scheduling.pareto.rung_survivors``, a pure function;
 """
 from __future__ import annotations
 
+import statistics
 from typing import Mapping
 
 import optuna
@@ -16,6 +17,8 @@ from nas.study.ledger import ledger
 
 RUNG_METRICS = ("params", "flops")  # known before training, the same for every trial at a rung
 SCREEN_RUNG = 0  # the rung key of ``pruner.screen`` (``rung_0``): before epoch 1 of the full fit, on less data
+SLOW_PEERS = 4  # other trials' first epochs the slow-trial rule needs before it judges
+SLOW_MIN_EXCESS_S = 0.5  # and a first epoch at least this much over their median: milliseconds of noise never stop one
 
 
 def rung_metrics(genome) -> dict[str, float]:
@@ -57,3 +60,35 @@ def rung_verdict(study: optuna.Study, config: StudyConfig, number: int, epoch: i
         return None
     where = "screen" if epoch == SCREEN_RUNG else f"rung at epoch {epoch}"
     return f"{where}: not in the top 1/{factor} of {len(records)} trials by Pareto rank"
+
+
+def slowdown(seconds: float, others: list[float], limit: float) -> float | None:
+    """``seconds / median(others)`` when that breaks ``limit`` (and by ``SLOW_MIN_EXCESS_S``), else None; None too
+    before ``SLOW_PEERS`` others. The slow-trial rule's arithmetic, which benchmarks/slow_trials.py replays."""
+    if len(others) < SLOW_PEERS:
+        return None
+    median = statistics.median(others)
+    if seconds <= max(limit * median, median + SLOW_MIN_EXCESS_S):
+        return None
+    return seconds / median
+
+
+def slow_verdict(study: optuna.Study, config: StudyConfig, number: int, seconds: float) -> tuple[str, float] | None:
+    """Why trial ``number``, whose first epoch took ``seconds``, stops there for being slow, and how far it breaks
+    ``pruner.max_slowdown`` (``slowdown / max_slowdown - 1``, the constraint violation its sampler is told); None
+    when it goes on.
+
+    On a wall-clock budget a trial many times slower per epoch than the study's median costs many others' places;
+    replayed on kept runs, the trials this rule stops took 16-46% of the training time and held almost none of
+    the final front (benchmarks/RESULTS.md "Slow trials"). A first epoch less than ``SLOW_MIN_EXCESS_S`` over the
+    median is never slow, whatever the ratio: on tiny data a hiccup of the machine is many times an epoch.
+    """
+    limit = config.pruner.max_slowdown
+    if limit is None or config.pruner.name == "none":
+        return None
+    others = ledger(study).first_epochs(exclude=number)
+    ratio = slowdown(seconds, others, limit)
+    if ratio is None:
+        return None
+    return (f"slow: first epoch {seconds:.2f} s, {ratio:.1f}x the median of {len(others)} trials "
+            f"({statistics.median(others):.2f} s; pruner.max_slowdown {limit:g})", ratio / limit - 1)

@@ -86,6 +86,9 @@ class Pruner(Strict):
     max_epochs: int = Field(18, gt=0)
     reduction_factor: int = Field(3, ge=2)
     floor: Literal["none", "median"] = "none"  # 'median': below the rung's median accuracy never goes on
+    # ASHA stops a trial whose first epoch took more than this many times the median first epoch of the study's
+    # other trials (once 4 have one, and by at least 0.5 s); None: never (benchmarks/RESULTS.md "Slow trials")
+    max_slowdown: float | None = Field(5.0, gt=1)
     screen: Screen | None = None
 
     @model_validator(mode="after")

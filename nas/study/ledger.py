@@ -31,7 +31,7 @@ from nas.study.storage import storage_trial_id
 HOLDS = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # states that hold a twin key / a rung point
 # what the ledger reads of a trial (with the ``rung_<E>`` attributes): all its indexes need
 INDEXED_ATTRS = ("twin_key", "zoo", "infeasible", "killed", "duplicate_of", "val_accuracy", "params", "flops",
-                 "latency_ms")
+                 "latency_ms", "epoch_s")
 
 
 class Seen(NamedTuple):
@@ -84,6 +84,7 @@ class Ledger:
         self.size_front_seen: list[Seen] = []
         self.whole: dict[int, FrozenTrial] = {}  # storage id -> the front members read whole
         self.points: dict[tuple, dict[int, tuple]] = {}  # (epoch, key) -> number -> rung point (see rung_points)
+        self.epoch_seconds: dict[int, float] = {}  # number -> its first epoch's seconds, finished trials
 
     def refresh(self) -> "Ledger":
         """Reads the trials created or finished since the last refresh; indexes the finished ones."""
@@ -115,6 +116,8 @@ class Ledger:
             self.finished_counts[key] = self.finished_counts.get(key, 0) + 1
             if record.zoo:
                 self.zoo_used.add(record.zoo)
+            if record.epoch_s is not None:
+                self.epoch_seconds[record.number] = record.epoch_s
             if record.state in HOLDS:
                 if record.twin_key and (record.twin_key not in self.holders
                                         or self.holders[record.twin_key][0] > record.number):
@@ -168,6 +171,12 @@ class Ledger:
             key = shown_count_key(record)
             counts[key] = counts.get(key, 0) + 1
         return counts
+
+    def first_epochs(self, exclude: int) -> list[float]:
+        """The first epoch's seconds of every trial that trained one (finished or running), but trial ``exclude``."""
+        seconds = {**self.epoch_seconds, **{r.number: r.epoch_s for r in self.unfinished.values() if r.epoch_s}}
+        seconds.pop(exclude, None)
+        return list(seconds.values())
 
     def zoo_names(self) -> set[str]:
         """The warm-start models some trial has taken."""
