@@ -49,8 +49,8 @@ from _results import write_section  # noqa: E402
 from nas.scheduling.pareto import hypervolume_2d  # noqa: E402
 
 PEERS_INSTALL = "pip install -e '.[peers]'"
-CONTENDERS = ["ours", "ours-random-start", "ours-no-slow", "ours-cold", "ours-ray", "ours-nsga2", "ours-mv", "ray-tune", "syne-tune",
-              "optuna-nsga2", "optuna-random"]
+CONTENDERS = ["ours", "ours-random-start", "ours-no-slow", "ours-cold", "ours-ray", "ours-nsga2", "ours-mv",
+              "ray-tune", "syne-tune", "optuna-nsga2", "optuna-random"]
 NEEDS = {"ours-ray": "ray", "ray-tune": "ray", "syne-tune": "syne_tune"}
 
 

@@ -54,7 +54,8 @@ def simulated_train(genome: Genome, data: Splits, config: TrainConfig,
     for epoch in range(start_epoch + 1, config.epochs + 1):
         accuracy = simulated_accuracy(genome, config, epoch, classes, key)
         # simulated seconds and no wall clock (ended_at 0): the same genome gives the same curve every run
-        report = EpochReport(epoch, 1.0 - accuracy, 1.0 - accuracy, accuracy, epoch_s * (epoch - start_epoch))
+        report = EpochReport(epoch, 1.0 - accuracy, 1.0 - accuracy, accuracy, epoch_s * (epoch - start_epoch),
+                             epoch_s=epoch_s)
         curve.append(report.to_dict())
         epochs_done = epoch
         if callback is not None and callback(report):
@@ -63,5 +64,6 @@ def simulated_train(genome: Genome, data: Splits, config: TrainConfig,
     accuracy = simulated_accuracy(genome, config, epochs_done, classes, key)
     test = accuracy - 0.01 * unit_hash(key, "test") if evaluate_test else None
     return TrainResult(accuracy, 1.0 - accuracy, test, None if test is None else 1.0 - test, genome.params,
-                       genome.flops, SIMULATED_LATENCY_MS_PER_MFLOP * genome.flops / 1e6, 0.0, epochs_done, curve,
+                       genome.flops, SIMULATED_LATENCY_MS_PER_MFLOP * genome.flops / 1e6,
+                       epoch_s * (epochs_done - start_epoch), epochs_done, curve,
                        stopped, reason, nn.Identity(), val_samples=len(data.y_val))

@@ -76,6 +76,7 @@ class EpochReport:
     elapsed_s: float                # since the trial started
     ended_at: float = 0.0           # wall clock (time.time()) when its validation ended; 0 when simulated
     threads: int = 0                # torch.get_num_threads() while this epoch trained; 0 when simulated
+    epoch_s: float = 0.0            # this epoch's own training pass and validation (no model build, no start-up)
 
     def to_dict(self) -> dict:
         return {f.name: _json_number(getattr(self, f.name)) for f in fields(self)}
@@ -87,7 +88,7 @@ class TrainResult:
 
     val_accuracy: float
     val_loss: float
-    test_accuracy: float | None
+    test_accuracy: float | None     # None: not asked for, or the fit stopped early
     test_loss: float | None
     params: int
     flops: int
@@ -261,6 +262,7 @@ def _train(genome, data, config, callback, evaluate_test, start_epoch, model, de
     epochs_done, final = start_epoch, None             # final: (val acc, val loss) of the model as it stands
     for epoch in range(start_epoch, config.epochs):
         # 1) one pass over the training data in this epoch's order
+        epoch_started = time.perf_counter()
         model.train()
         generator = epoch_generator(config.seed, epoch)
         order = torch.randperm(n, generator=generator)
@@ -287,8 +289,9 @@ def _train(genome, data, config, callback, evaluate_test, start_epoch, model, de
         # 2) validate, report, let the callback stop us
         val_accuracy, val_loss = final = evaluate(model, data.x_val, data.y_val, device=device)
         epochs_done = epoch + 1
+        now = time.perf_counter()
         report = EpochReport(epochs_done, statistics.fmean(losses) if losses else math.nan, val_loss, val_accuracy,
-                             time.perf_counter() - started, time.time(), torch.get_num_threads())
+                             now - started, time.time(), torch.get_num_threads(), now - epoch_started)
         curve.append(report.to_dict())
         if not math.isfinite(val_loss):
             stopped, reason = "nan", f"validation loss became {val_loss} after epoch {epochs_done}"
@@ -297,9 +300,12 @@ def _train(genome, data, config, callback, evaluate_test, start_epoch, model, de
             stopped, reason = "callback", f"callback stopped training after epoch {epochs_done}"
             break
     train_time = time.perf_counter() - started
-    # 3) final numbers: val (reused when fresh), test only for reporting, cost on the CPU
+    # 3) final numbers: val (reused when fresh); test (only for reporting) and cost on the CPU only for a fit that
+    # ran all its epochs: a stopped one's were thrown away, and a slow genome's pass over the test split cost as much
+    # as 40-80 s after its stop (benchmarks/RESULTS.md "Peers (permuted-fashion-small, 15 minutes)")
     val_accuracy, val_loss = final or evaluate(model, data.x_val, data.y_val, device=device)
-    test_accuracy, test_loss = evaluate(model, data.x_test, data.y_test, device=device) if evaluate_test else (None, None)
+    test_accuracy, test_loss = evaluate(model, data.x_test, data.y_test, device=device) \
+        if evaluate_test and stopped is None else (None, None)
     model.cpu().eval()
     return TrainResult(val_accuracy, val_loss, test_accuracy, test_loss, genome.params, genome.flops,
                        measure_latency_ms(model, data.input_shape) if stopped is None else math.nan,  # only full fits

@@ -18,9 +18,10 @@ from search_space.errors import GenomeError
 from search_space.ops import Shape, get_op, normalize_attrs
 
 FORMAT = "nas-explorer-genome/1"
-# Sizes no genome may reach: a genome beyond them cannot be built on the machines we target, and a nonsense
-# attribute (mid_channels=2e10) must be a GenomeError, not a process killed for memory. VGG-16 has 138M parameters
-# and its largest map 3.2M values per sample, so real networks fit with room to spare.
+# Sizes no genome may reach, so that a nonsense attribute (mid_channels=2e10) is a GenomeError before anything is
+# built, not a process killed for memory. They bound each node (its output and the maps inside its layer) and the
+# parameters, not a whole batch: a genome within them can still outgrow a machine at a large batch size. VGG-16 has
+# 138M parameters and its largest map 3.2M values per sample, so real networks fit with room to spare.
 MAX_PARAMS = 2**28  # 1 GiB of float32 weights
 MAX_NODE_VALUES = 2**26  # 256 MiB of float32 activations per sample, one node's output
 
@@ -38,14 +39,18 @@ class NodeInfo:
     flops: int
 
 
-def check_size(node: NodeInfo, params_so_far: int) -> None:
-    """GenomeError naming the node where the parameters or one node's output pass the sizes any genome may have."""
+def check_size(node: NodeInfo, params_so_far: int, inner_values: int = 0) -> None:
+    """GenomeError naming the node where the parameters, one node's output or a map inside its layer
+    (``inner_values``, per sample) pass the sizes any genome may have."""
     values = 1
     for size in node.shape:
         values *= size
     if values > MAX_NODE_VALUES:
         raise GenomeError(f"node {node.name!r}: output {list(node.shape)} has {values:,} values per sample, "
                           f"more than the {MAX_NODE_VALUES:,} any node may have")
+    if inner_values > MAX_NODE_VALUES:
+        raise GenomeError(f"node {node.name!r}: makes a map of {inner_values:,} values per sample inside its "
+                          f"layer, more than the {MAX_NODE_VALUES:,} any node may have")
     if params_so_far > MAX_PARAMS:
         raise GenomeError(f"node {node.name!r}: brings the genome to {params_so_far:,} parameters, "
                           f"more than the {MAX_PARAMS:,} any genome may have")
@@ -123,6 +128,7 @@ class Genome:
             if node not in useful:
                 raise GenomeError(f"node {node!r}: dangling, its output never reaches the output node {sink!r}")
         info: dict[str, NodeInfo] = {}
+        params = 0
         for node in nx.lexicographical_topological_sort(g, key=str):
             data = dict(g.nodes[node])
             op = get_op(data.pop("op", None), node)
@@ -135,7 +141,8 @@ class Genome:
             shape = op.out_shape(node, attrs, ins)
             info[node] = NodeInfo(node, op.name, attrs, inputs, shape, op.params(attrs, ins, shape),
                                   op.flops(attrs, ins, shape))
-            check_size(info[node], sum(i.params for i in info.values()))
+            params += info[node].params
+            check_size(info[node], params, op.inner_values(attrs, ins, shape))
         return info
 
     @property

@@ -28,8 +28,8 @@ TINY = {
 }
 # Ray Tune's actors start slowest (each imports torch and builds the problem): 40 s once saw no trial start on a
 # loaded machine, so it gets 60.
-SECONDS = {"ours": 15, "ours-random-start": 15, "ours-no-slow": 15, "ours-cold": 15, "ours-ray": 40, "ours-nsga2": 15, "ours-mv": 15,
-           "ray-tune": 60, "syne-tune": 40, "optuna-nsga2": 10, "optuna-random": 10}
+SECONDS = {"ours": 15, "ours-random-start": 15, "ours-no-slow": 15, "ours-cold": 15, "ours-ray": 40, "ours-nsga2": 15,
+           "ours-mv": 15, "ray-tune": 60, "syne-tune": 40, "optuna-nsga2": 10, "optuna-random": 10}
 
 
 @pytest.mark.parametrize("contender", peers.CONTENDERS)

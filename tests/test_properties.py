@@ -192,6 +192,9 @@ TOO_BIG = [
     ("separable_conv", [2, 8, 8], {"out_channels": 20385168, "kernel": 5}, "values per sample"),
     ("separable_conv", [2, 8, 8], {"out_channels": 4, "kernel": 3, "padding": 1576}, "'padding'=1576"),
     ("conv", [1, 3000, 3000], {"out_channels": 8, "kernel": 3, "padding": "same"}, "values per sample"),
+    # small output and parameters, a 2^32-value map inside the layer (found by review, 2026-12-08)
+    ("lowrank_conv", [1, 8, 8], {"out_channels": 1, "kernel": 1, "rank": 2**26}, "inside its layer"),
+    ("factorized_conv", [1, 8, 8], {"out_channels": 1, "kernel": 1, "mid_channels": 2**26}, "inside its layer"),
 ]
 
 

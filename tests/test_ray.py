@@ -26,7 +26,8 @@ STUDY = {
     "name": "r",
     "dataset": {"name": "synthetic", "shape": [32], "classes": 4, "samples": 300},
     "search_space": {"preset": "perm-cnn-1d"},
-    "pruner": {"name": "asha", "min_epochs": 1, "max_epochs": 3, "reduction_factor": 3},
+    # max_slowdown off: every stop here is the rung rule's (the slow-trial rule: tests/test_slow_trials.py)
+    "pruner": {"name": "asha", "min_epochs": 1, "max_epochs": 3, "reduction_factor": 3, "max_slowdown": None},
     "training": {"lr": 0.01, "batch_size": 64},
     # the killed run reserved up to 9 (many quick infeasible or pruned trials can come before the first complete one,
     # and its workers outlive it briefly): the rerun needs 3+

@@ -23,8 +23,8 @@ STUDY = {
     "search_space": {"preset": "perm-cnn-1d", "stages": {"low": 1, "high": 2}, "channels": [8, 16]},
     "objectives": [{"metric": "val_accuracy", "direction": "maximize"}],
     "sampler": {"name": "random", "seed": 0},
-    # the screen takes the pruner's reduction factor (2); no rung in the full fit
-    "pruner": {"name": "asha", "min_epochs": 3, "max_epochs": 3, "reduction_factor": 2,
+    # the screen takes the pruner's reduction factor (2); no rung in the full fit, and no slow-trial stop
+    "pruner": {"name": "asha", "min_epochs": 3, "max_epochs": 3, "reduction_factor": 2, "max_slowdown": None,
                "screen": {"train_samples": 96, "epochs": 1}},
     "training": {"lr": 0.01, "batch_size": 32},
     "budget": {"trials": 10},

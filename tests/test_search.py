@@ -19,7 +19,8 @@ BASE = {
     "search_space": {"preset": "perm-cnn-1d", "stages": {"low": 1, "high": 2}, "channels": [8, 16]},
     "constraints": {"max_params": 20000},
     "sampler": {"name": "nsga2", "seed": 0},
-    "pruner": {"name": "asha", "min_epochs": 1, "max_epochs": 3, "reduction_factor": 3},
+    # max_slowdown off: every stop here is the rung rule's (the slow-trial rule: tests/test_slow_trials.py)
+    "pruner": {"name": "asha", "min_epochs": 1, "max_epochs": 3, "reduction_factor": 3, "max_slowdown": None},
     "training": {"lr": 0.01, "batch_size": 64},
     "budget": {"trials": 9},
     "baseline": {"trials": 2},

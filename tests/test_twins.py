@@ -14,6 +14,7 @@ from nas.execution.twins import twin_key
 from nas.study.config import parse_config
 from nas.study.plan import RunPlan, create_study, reserve_trial
 from nas.study.records import write
+from nas.study.storage import record_violation
 
 # One genome only: every choice fixed, except ``groups``, whose two offers both clamp to 2 (2 input channels).
 ONE_GENOME = {"preset": "perm-cnn-1d", "stages": 1, "channels": [8], "kernel": [3], "conv_type": ["conv"],
@@ -72,6 +73,26 @@ def test_a_twin_of_a_pruned_trial_ends_pruned_without_training(workdir):
     again = study.get_trials()[second.number]
     assert again.state == TrialState.PRUNED and again.user_attrs["duplicate_of"] == first.number
     assert again.user_attrs["curve"] == curve and "which the rung rule stopped after 1 epochs" in again.user_attrs["reason"]
+
+
+def test_a_twin_of_a_trial_stopped_as_slow_is_slow_to_its_sampler_too(workdir):
+    """The copy carries the constraint violation the slow-trial rule gave the trial it copies (TPE and NSGA-II read
+    ``constraints``), and its reason names that rule."""
+    config = parse_config({**conftest.TINY_STUDY, "search_space": ONE_GENOME, "storage": URL})
+    study = create_study(config, URL)
+    plan = RunPlan(config, URL)
+    ctx = trial_context(plan, study)
+    first = reserve_trial(study, plan)
+    prepared = sample_trial(ctx, first)
+    write(first, twin_key=twin_key(prepared.genome.key(), prepared.train), curve=[{"epoch": 1}], epochs=1,
+          reason="slow: first epoch 9.00 s, 9.0x the median of 4 trials (1.00 s; pruner.max_slowdown 5)")
+    record_violation(first, 0.8)
+    study.tell(first, state=TrialState.PRUNED)
+    second = reserve_trial(study, plan)
+    assert prepare_trial(ctx, second) == TrialState.PRUNED
+    again = study.get_trials()[second.number]
+    assert again.constraints == {"0": 0.8} and "which the slow-trial rule stopped after 1 epochs" in \
+        again.user_attrs["reason"]
 
 
 def test_a_twin_whose_worker_died_is_swept_and_the_waiting_trial_trains(workdir):

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from evaluators.datasets import Splits, default_cache_dir, load_dataset, training_part
 from evaluators.ordering import data_orders
-from evaluators.training import EpochReport, TrainConfig, TrainResult, train
+from evaluators.training import EpochReport, TrainConfig, TrainResult, resolve_device, train
 from nas.scheduling.rungs import rung_metrics, rung_verdict, slow_verdict
 from nas.search.genomes import genome_family, reorder_request, sample_epochs, sample_genome
 from nas.search.presets import dense_space_within, resolve_space
@@ -174,14 +174,16 @@ class EpochRecorder:
     """The fit's per-epoch callback on every backend. At a rung epoch it writes the trial's ``curve``,
     ``heartbeat`` and ``rung_<E>`` in one attribute group and asks the rung rule; a trial the rule stops keeps the
     rule's ``reason`` here (:func:`record_result` writes it with the epochs) and the fit is told to stop (True).
-    After epoch 1 it writes ``epoch_s`` and, for a trial its sampler drew (``judge_speed``), asks the slow-trial rule
-    the same way (a stop there also keeps the constraint ``violation`` its sampler is told). Between rungs it writes the curve at most every
+    After epoch 1 it writes ``epoch_s`` and ``epoch_on`` (``device`` and threads) and, when ``judge_speed`` (a
+    trial its sampler drew, with more epochs to go), asks the slow-trial rule the same way; a stop there also keeps
+    the constraint ``violation`` its sampler is told. Between rungs it writes the curve at most every
     ``CURVE_EVERY_S``: a small genome's epoch takes milliseconds and each write is a storage round trip, while the
     heartbeat thread keeps the trial alive."""
 
     def __init__(self, study: optuna.Study, config: StudyConfig, trial: optuna.Trial | StoredTrial, genome: Genome,
-                 judge_speed: bool = True):
-        self.study, self.config, self.trial, self.judge_speed = study, config, trial, judge_speed
+                 judge_speed: bool = True, device: str = "cpu"):
+        self.study, self.config, self.trial = study, config, trial
+        self.judge_speed, self.device = judge_speed, device
         self.rungs, self.curve, self.last_write = set(config.pruner.rungs()), [], time.monotonic()
         self.metrics = rung_metrics(genome)  # known before training
         self.rung_reason: str | None = None
@@ -192,10 +194,12 @@ class EpochRecorder:
         at_rung, first = report.epoch in self.rungs, report.epoch == 1
         if not (at_rung or first) and time.monotonic() - self.last_write < CURVE_EVERY_S:
             return False
-        write(self.trial, curve=self.curve, heartbeat=time.time(), **({"epoch_s": report.elapsed_s} if first else {}),
+        setup = f"{self.device} x{report.threads}"  # only first epochs on the same are compared
+        write(self.trial, curve=self.curve, heartbeat=time.time(),
+              **({"epoch_s": report.epoch_s, "epoch_on": setup} if first else {}),
               rung=(report.epoch, report.val_accuracy) if at_rung else None)
         self.last_write = time.monotonic()
-        slow = slow_verdict(self.study, self.config, self.trial.number, report.elapsed_s) \
+        slow = slow_verdict(self.study, self.config, self.trial.number, report.epoch_s, setup) \
             if first and self.judge_speed else None
         if slow is not None:
             self.rung_reason, self.violation = slow
@@ -210,8 +214,8 @@ def record_result(trial: AttributeSink, prepared: PreparedTrial, result: TrainRe
     """Writes the epochs a fit trained and its whole curve and, for a full-length fit, its numbers (and, with
     ``save``, its weights' artifact id) in one group; returns its metrics.
 
-    A fit that stopped on its own ('nan', 'timeout', or the rung rule's 'callback': the reason ``on_epoch`` kept)
-    gets its ``reason`` written and returns None.
+    A fit that stopped on its own ('nan', 'timeout', or 'callback': the reason the rung rule or the slow-trial rule
+    gave ``on_epoch``) gets its ``reason`` written and returns None.
     """
     if result.stopped is not None:
         rung_reason = on_epoch.rung_reason if on_epoch is not None and result.stopped == "callback" else None
@@ -239,7 +243,9 @@ def _run_trial(ctx: TrialContext, trial: optuna.Trial) -> TrialState:
     prepared = prepare_trial(ctx, trial)
     if isinstance(prepared, TrialState):
         return prepared
-    on_epoch = EpochRecorder(study, config, trial, prepared.genome, judge_speed=drawn_by_sampler(trial))
+    on_epoch = EpochRecorder(study, config, trial, prepared.genome,
+                             judge_speed=prepared.train.epochs > 1 and drawn_by_sampler(trial),
+                             device=resolve_device(prepared.train.device).type)
     with heartbeat(trial, config.execution.heartbeat_s):
         train = prepared.train
         if ctx.screen_data is not None:

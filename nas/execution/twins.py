@@ -53,7 +53,8 @@ def copy_twin(study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> Tr
     copied = {name: getattr(source, name) for name in COPIED}
     complete = twin.state == TrialState.COMPLETE
     where = "at its screen" if source.stopped_at_screen else f"after {source.epochs_done} epochs"
-    reason = {} if complete else {"reason": f"same genome and training as trial {twin.number}, which the rung rule "
+    rule = "the slow-trial rule" if (source.reason or "").startswith("slow:") else "the rung rule"
+    reason = {} if complete else {"reason": f"same genome and training as trial {twin.number}, which {rule} "
                                             f"stopped {where}"}
     write(trial, **{k: v for k, v in copied.items() if v is not None}, duplicate_of=twin.number, **reason)
     if complete:

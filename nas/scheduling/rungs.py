@@ -1,7 +1,9 @@
 """The rung rule as the backends ask it: gather the rung's records from the storage, rank them, give a verdict.
 
 The ranking itself is ``nas.scheduling.pareto.rung_survivors``, a pure function; every backend's trials call
-:func:`rung_verdict` (through ``nas.execution.trial.EpochRecorder``) and nothing else.
+:func:`rung_verdict` (through ``nas.execution.trial.EpochRecorder``) and nothing else. The slow-trial rule
+(``pruner.max_slowdown``) is here too: :func:`slow_verdict` after a trial's first epoch, its arithmetic
+:func:`slowdown`.
 """
 from __future__ import annotations
 
@@ -68,25 +70,28 @@ def slowdown(seconds: float, others: list[float], limit: float) -> float | None:
     if len(others) < SLOW_PEERS:
         return None
     median = statistics.median(others)
-    if seconds <= max(limit * median, median + SLOW_MIN_EXCESS_S):
+    if median <= 0 or seconds <= max(limit * median, median + SLOW_MIN_EXCESS_S):
         return None
     return seconds / median
 
 
-def slow_verdict(study: optuna.Study, config: StudyConfig, number: int, seconds: float) -> tuple[str, float] | None:
-    """Why trial ``number``, whose first epoch took ``seconds``, stops there for being slow, and how far it breaks
+def slow_verdict(study: optuna.Study, config: StudyConfig, number: int, seconds: float,
+                 setup: str) -> tuple[str, float] | None:
+    """Why trial ``number``, whose first epoch took ``seconds`` on ``setup`` (device and threads: only the first
+    epochs of the study's other trials on the same are compared), stops there for being slow, and how far it breaks
     ``pruner.max_slowdown`` (``slowdown / max_slowdown - 1``, the constraint violation its sampler is told); None
     when it goes on.
 
     On a wall-clock budget a trial many times slower per epoch than the study's median costs many others' places;
     replayed on kept runs, the trials this rule stops took 16-46% of the training time and held almost none of
-    the final front (benchmarks/RESULTS.md "Slow trials"). A first epoch less than ``SLOW_MIN_EXCESS_S`` over the
-    median is never slow, whatever the ratio: on tiny data a hiccup of the machine is many times an epoch.
+    the final front (benchmarks/RESULTS.md "Slow trials (permuted-fashion-small, replayed)"). A first epoch less
+    than ``SLOW_MIN_EXCESS_S`` over the median is never slow, whatever the ratio: on tiny data a hiccup of the
+    machine is many times an epoch.
     """
     limit = config.pruner.max_slowdown
     if limit is None or config.pruner.name == "none":
         return None
-    others = ledger(study).first_epochs(exclude=number)
+    others = ledger(study).first_epochs(number, setup)
     ratio = slowdown(seconds, others, limit)
     if ratio is None:
         return None

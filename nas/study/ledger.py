@@ -31,7 +31,7 @@ from nas.study.storage import storage_trial_id
 HOLDS = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # states that hold a twin key / a rung point
 # what the ledger reads of a trial (with the ``rung_<E>`` attributes): all its indexes need
 INDEXED_ATTRS = ("twin_key", "zoo", "infeasible", "killed", "duplicate_of", "val_accuracy", "params", "flops",
-                 "latency_ms", "epoch_s")
+                 "latency_ms", "epoch_s", "epoch_on")
 
 
 class Seen(NamedTuple):
@@ -84,7 +84,7 @@ class Ledger:
         self.size_front_seen: list[Seen] = []
         self.whole: dict[int, FrozenTrial] = {}  # storage id -> the front members read whole
         self.points: dict[tuple, dict[int, tuple]] = {}  # (epoch, key) -> number -> rung point (see rung_points)
-        self.epoch_seconds: dict[int, float] = {}  # number -> its first epoch's seconds, finished trials
+        self.first_epoch: dict[int, tuple[str, float]] = {}  # number -> (device and threads, first epoch's seconds)
 
     def refresh(self) -> "Ledger":
         """Reads the trials created or finished since the last refresh; indexes the finished ones."""
@@ -117,7 +117,7 @@ class Ledger:
             if record.zoo:
                 self.zoo_used.add(record.zoo)
             if record.epoch_s is not None:
-                self.epoch_seconds[record.number] = record.epoch_s
+                self.first_epoch[record.number] = (record.epoch_on, record.epoch_s)
             if record.state in HOLDS:
                 if record.twin_key and (record.twin_key not in self.holders
                                         or self.holders[record.twin_key][0] > record.number):
@@ -172,11 +172,11 @@ class Ledger:
             counts[key] = counts.get(key, 0) + 1
         return counts
 
-    def first_epochs(self, exclude: int) -> list[float]:
-        """The first epoch's seconds of every trial that trained one (finished or running), but trial ``exclude``."""
-        seconds = {**self.epoch_seconds, **{r.number: r.epoch_s for r in self.unfinished.values() if r.epoch_s}}
-        seconds.pop(exclude, None)
-        return list(seconds.values())
+    def first_epochs(self, exclude: int, setup: str) -> list[float]:
+        """The first epoch's seconds of every trial that trained one on ``setup`` (device and threads), finished or
+        running, but trial ``exclude``: a study resumed on another device or worker count compares like with like."""
+        running = {r.number: (r.epoch_on, r.epoch_s) for r in self.unfinished.values() if r.epoch_s is not None}
+        return [s for number, (on, s) in {**self.first_epoch, **running}.items() if on == setup and number != exclude]
 
     def zoo_names(self) -> set[str]:
         """The warm-start models some trial has taken."""

@@ -53,6 +53,9 @@ def limits_suffix(config: StudyConfig) -> str:
 # What a resumed study must keep: its trials were sampled, trained and ranked under these sections.
 RESUME_FIXED = ("dataset", "search_space", "objectives", "constraints", "pruner", "training")
 RESUME_FREE_TRAINING = ("device", "trial_timeout_s")  # how a fit runs, not what it computes
+# which draws train past their first epoch, not what a rung or a full-budget result means (a study stored before
+# the field existed ran without it: resuming it with the default would start stopping trials mid-study unasked)
+RESUME_FREE_PRUNER = ("max_slowdown",)
 
 
 def first_difference(stored: object, current: object, where: str) -> tuple[str, object, object] | None:
@@ -75,14 +78,16 @@ def first_difference(stored: object, current: object, where: str) -> tuple[str, 
 def resume_conflict(stored: dict, config: StudyConfig) -> tuple[str, object, object] | None:
     """Why ``config`` cannot resume a study created with ``stored`` (its first differing fixed field), or None.
 
-    Budget, execution (but ``simulate``), sampler, warm start and storage may change between runs; the sections in
-    ``RESUME_FIXED`` may not (rung records and full-budget results would mix two definitions)."""
+    Budget, execution (but ``simulate``), sampler, warm start, storage, ``training.device``/``trial_timeout_s`` and
+    ``pruner.max_slowdown`` may change between runs; the rest of the sections in ``RESUME_FIXED`` may not (rung
+    records and full-budget results would mix two definitions)."""
     def comparable(data: dict) -> dict:
         """Defaults filled (a config stored before a field existed has it at its default), the dataset spec
         normalized, and training minus how it runs (device, timeout)."""
         data = parse_config(data, "stored config").model_dump(mode="json")
         data["dataset"] = parse_dataset_spec(data["dataset"]).to_dict()
         data["training"] = {k: v for k, v in data["training"].items() if k not in RESUME_FREE_TRAINING}
+        data["pruner"] = {k: v for k, v in data["pruner"].items() if k not in RESUME_FREE_PRUNER}
         return data
 
     stored, current = comparable(stored), comparable(config.model_dump(mode="json"))

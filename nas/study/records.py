@@ -7,9 +7,9 @@ export, status and the rung rule read through :meth:`TrialRecord.of`. The attrib
   (a warm-start model's name), ``lr`` (the learning rate it trained with), ``seed`` (its training seed),
   ``twin_key`` (genome key and training values: the pair this trial trains, see ``nas.execution.twins``);
 - how training went: ``screen`` (the ``pruner.screen`` fit on less data: samples, epochs, val accuracy, seconds),
-  ``curve`` (per-epoch dicts), ``epoch_s`` (its first epoch's seconds: what ``pruner.max_slowdown`` compares),
-  ``epochs``, ``rung_<E>`` (val accuracy at rung epoch E; ``rung_0``: the screen's),
-  ``val_accuracy``, ``val_samples`` (the validation split's size), ``test_accuracy``, ``latency_ms``,
+  ``curve`` (per-epoch dicts), ``epoch_s`` and ``epoch_on`` (its first epoch's own seconds, and the device and
+  threads it ran on: what ``pruner.max_slowdown`` compares), ``epochs``, ``rung_<E>`` (val accuracy at rung
+  epoch E; ``rung_0``: the screen's), ``val_accuracy``, ``val_samples`` (the validation split's size), ``test_accuracy``, ``latency_ms``,
   ``train_time_s``, ``weights_artifact``;
 - why it ended as it did: ``reason``, ``traceback``, ``infeasible`` (the constraint it broke), ``violation``,
   ``duplicate_of`` (the trained twin whose result it copies), ``killed`` (its worker died: not counted in the budget);
@@ -54,6 +54,7 @@ class TrialRecord:
     twin_key: str | None = None
     curve: list = field(default_factory=list)
     epoch_s: float | None = None
+    epoch_on: str | None = None
     epochs: int | None = None
     rungs: dict = field(default_factory=dict)  # rung epoch -> val accuracy there (0: the screen)
     screen: dict | None = None  # pruner.screen's fit: train_samples, epochs, val_accuracy, train_time_s

@@ -49,6 +49,11 @@ class Op(ABC):
     def flops(self, a: dict, ins: list[Shape], out: Shape) -> int:
         return 0
 
+    def inner_values(self, a: dict, ins: list[Shape], out: Shape) -> int:
+        """Values per sample of the largest map the layer makes inside itself (0: none but its output); the
+        genome's size limit applies to it as to an output."""
+        return 0
+
     def build(self, a: dict, ins: list[Shape], out: Shape) -> nn.Module | None:
         return None
 

@@ -189,6 +189,9 @@ class FactorizedConvOp(ConvLike):
         mid, k = a["mid_channels"] or out[0], a["kernel"]
         return mid * out[1] * ins[0][2] * ins[0][0] * k + math.prod(out) * mid * k
 
+    def inner_values(self, a, ins, out):
+        return (a["mid_channels"] or out[0]) * out[1] * ins[0][2]  # the k x 1 conv's map
+
     def build(self, a, ins, out):
         return layers.FactorizedConv2d(ins[0][0], out[0], a["kernel"], a["stride"], self.padding("", a),
                                        a["mid_channels"] or None, a["act"], a["bias"])
@@ -218,6 +221,9 @@ class SeparableConvOp(ConvLike):
         positions = math.prod(out[1:])
         return positions * ins[0][0] * (a["kernel"] ** (len(out) - 1) + out[0])
 
+    def inner_values(self, a, ins, out):
+        return ins[0][0] * math.prod(out[1:])  # the depthwise conv's map
+
     def build(self, a, ins, out):
         return layers.SeparableConv(len(out) - 1, ins[0][0], out[0], a["kernel"], a["stride"], self.padding("", a),
                                     a["bias"])
@@ -243,6 +249,9 @@ class LowRankConvOp(ConvLike):
     def flops(self, a, ins, out):
         positions = math.prod(out[1:])
         return positions * a["rank"] * (ins[0][0] * a["kernel"] ** (len(out) - 1) + out[0])
+
+    def inner_values(self, a, ins, out):
+        return a["rank"] * math.prod(out[1:])  # the k conv's map, before the 1x1
 
     def build(self, a, ins, out):
         return layers.LowRankConv(len(out) - 1, ins[0][0], out[0], a["kernel"], a["rank"], a["stride"],
