@@ -48,12 +48,12 @@ def check_size(node: NodeInfo, params_so_far: int, inner_values: int = 0) -> Non
     if values > MAX_NODE_VALUES:
         raise GenomeError(f"node {node.name!r}: output {list(node.shape)} has {values:,} values per sample, "
                           f"more than the {MAX_NODE_VALUES:,} any node may have")
-    if inner_values > MAX_NODE_VALUES:
-        raise GenomeError(f"node {node.name!r}: makes a map of {inner_values:,} values per sample inside its "
-                          f"layer, more than the {MAX_NODE_VALUES:,} any node may have")
     if params_so_far > MAX_PARAMS:
         raise GenomeError(f"node {node.name!r}: brings the genome to {params_so_far:,} parameters, "
                           f"more than the {MAX_PARAMS:,} any genome may have")
+    if inner_values > MAX_NODE_VALUES:
+        raise GenomeError(f"node {node.name!r}: makes a map of {inner_values:,} values per sample inside its "
+                          f"layer, more than the {MAX_NODE_VALUES:,} any node may have")
 
 
 class Genome:
