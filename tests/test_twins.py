@@ -57,20 +57,28 @@ def test_a_twin_of_a_running_trial_waits_for_it_instead_of_training(workdir):
     assert len([t for t in done if "duplicate_of" not in t.user_attrs]) == 1
 
 
-def test_a_twin_of_a_pruned_trial_ends_pruned_without_training(workdir):
+def pruned_trial_and_its_twin(curve: list, reason: str, violation: float | None = None) -> tuple:
+    """Trial 0 of a one-genome study ended PRUNED after 1 epoch with ``curve`` and ``reason`` (and the constraint
+    ``violation``), then trial 1, which draws the same genome, settled against it: (trial 0, its state, trial 1)."""
     config = parse_config({**conftest.TINY_STUDY, "search_space": ONE_GENOME, "storage": URL})
     study = create_study(config, URL)
     plan = RunPlan(config, URL)
     ctx = trial_context(plan, study)
     first = reserve_trial(study, plan)
     prepared = sample_trial(ctx, first)
-    curve = [{"epoch": 1, "val_accuracy": 0.25}]
-    write(first, twin_key=twin_key(prepared.genome.key(), prepared.train), curve=curve, epochs=1,
-          reason="rung at epoch 1: ...")
+    write(first, twin_key=twin_key(prepared.genome.key(), prepared.train), curve=curve, epochs=1, reason=reason)
+    if violation is not None:
+        record_violation(first, violation)
     study.tell(first, state=TrialState.PRUNED)
     second = reserve_trial(study, plan)
-    assert prepare_trial(ctx, second) == TrialState.PRUNED
-    again = study.get_trials()[second.number]
+    state = prepare_trial(ctx, second)
+    return first, state, study.get_trials()[second.number]
+
+
+def test_a_twin_of_a_pruned_trial_ends_pruned_without_training(workdir):
+    curve = [{"epoch": 1, "val_accuracy": 0.25}]
+    first, state, again = pruned_trial_and_its_twin(curve, "rung at epoch 1: ...")
+    assert state == TrialState.PRUNED
     assert again.state == TrialState.PRUNED and again.user_attrs["duplicate_of"] == first.number
     assert again.user_attrs["curve"] == curve and "which the rung rule stopped after 1 epochs" in again.user_attrs["reason"]
 
@@ -78,19 +86,9 @@ def test_a_twin_of_a_pruned_trial_ends_pruned_without_training(workdir):
 def test_a_twin_of_a_trial_stopped_as_slow_is_slow_to_its_sampler_too(workdir):
     """The copy carries the constraint violation the slow-trial rule gave the trial it copies (TPE and NSGA-II read
     ``constraints``), and its reason names that rule."""
-    config = parse_config({**conftest.TINY_STUDY, "search_space": ONE_GENOME, "storage": URL})
-    study = create_study(config, URL)
-    plan = RunPlan(config, URL)
-    ctx = trial_context(plan, study)
-    first = reserve_trial(study, plan)
-    prepared = sample_trial(ctx, first)
-    write(first, twin_key=twin_key(prepared.genome.key(), prepared.train), curve=[{"epoch": 1}], epochs=1,
-          reason="slow: first epoch 9.00 s, 9.0x the median of 4 trials (1.00 s; pruner.max_slowdown 5)")
-    record_violation(first, 0.8)
-    study.tell(first, state=TrialState.PRUNED)
-    second = reserve_trial(study, plan)
-    assert prepare_trial(ctx, second) == TrialState.PRUNED
-    again = study.get_trials()[second.number]
+    _, state, again = pruned_trial_and_its_twin(
+        [{"epoch": 1}], "slow: first epoch 9.00 s, 9.0x the median of 4 trials (1.00 s; pruner.max_slowdown 5)", 0.8)
+    assert state == TrialState.PRUNED
     assert again.constraints == {"0": 0.8} and "which the slow-trial rule stopped after 1 epochs" in \
         again.user_attrs["reason"]
 

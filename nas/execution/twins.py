@@ -53,7 +53,8 @@ def copy_twin(study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> Tr
     copied = {name: getattr(source, name) for name in COPIED}
     complete = twin.state == TrialState.COMPLETE
     where = "at its screen" if source.stopped_at_screen else f"after {source.epochs_done} epochs"
-    rule = "the slow-trial rule" if (source.reason or "").startswith("slow:") else "the rung rule"
+    slow = sum(v for v in twin.constraints.values() if v > 0)  # a pruned trial's violation: the slow-trial rule's
+    rule = "the slow-trial rule" if slow else "the rung rule"
     reason = {} if complete else {"reason": f"same genome and training as trial {twin.number}, which {rule} "
                                             f"stopped {where}"}
     write(trial, **{k: v for k, v in copied.items() if v is not None}, duplicate_of=twin.number, **reason)
@@ -61,7 +62,6 @@ def copy_twin(study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> Tr
         record_violation(trial, 0.0)
         study.tell(trial, twin.values, skip_if_finished=True)
         return TrialState.COMPLETE
-    slow = sum(v for v in twin.constraints.values() if v > 0)  # stopped for being slow (pruner.max_slowdown)
     if slow:
         record_violation(trial, slow)  # so its sampler reads the copy as it reads the trial it copies
     study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)

@@ -96,4 +96,4 @@ def slow_verdict(study: optuna.Study, config: StudyConfig, number: int, seconds:
     if ratio is None:
         return None
     return (f"slow: first epoch {seconds:.2f} s, {ratio:.1f}x the median of {len(others)} trials "
-            f"({statistics.median(others):.2f} s; pruner.max_slowdown {limit:g})", ratio / limit - 1)
+            f"({seconds / ratio:.2f} s; pruner.max_slowdown {limit:g})", ratio / limit - 1)

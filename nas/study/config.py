@@ -87,7 +87,8 @@ class Pruner(Strict):
     reduction_factor: int = Field(3, ge=2)
     floor: Literal["none", "median"] = "none"  # 'median': below the rung's median accuracy never goes on
     # ASHA stops a trial whose first epoch took more than this many times the median first epoch of the study's
-    # other trials (once 4 have one, and by at least 0.5 s); None: never (benchmarks/RESULTS.md "Slow trials")
+    # other trials (once 4 have one, and by at least 0.5 s); None: never
+    # (benchmarks/RESULTS.md "Slow trials (permuted-fashion-small, replayed)")
     max_slowdown: float | None = Field(5.0, gt=1)
     screen: Screen | None = None
 
